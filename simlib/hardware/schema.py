@@ -1,0 +1,201 @@
+"""Typed schema for hardware YAML files: GPUs and spatial arrays read alike.
+
+A device is a clock, a list of memory levels from the outside in, and a set of compute units. A GPU unit states
+its datasheet peak per data type (``peak_tflops``, a MAC counting 2 FLOPs) or a per-processor issue rate
+(``ops_per_cycle_per_processor``, e.g. the SFU's 16 exp/clk/SM); a spatial PE array states its mesh and
+``ops_per_cycle`` per PE (Timeloop/Accelergy vocabulary). Every unit lists the operations it executes.
+Ops that no unit executes may be decomposed (``op_decomposition``: FuseMax computes exp as 6 MACs + 1 add).
+"""
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from simlib.dtypes import DTYPE_BITS
+
+OPERATIONS = ("mac", "mul", "add", "max", "exp", "div")
+
+DtypeName = Literal["fp64", "fp32", "tf32", "fp16", "bf16", "fp8", "int8", "fp4"]
+OpName = Literal["mac", "mul", "add", "max", "exp", "div"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MemoryLevel(_Strict):
+    """One storage level. ``instances`` > 1 for per-SM / per-PE storage (capacity is per instance)."""
+
+    name: str
+    kind: Literal["dram", "cache", "scratchpad", "registers"]
+    capacity_bytes: float | None = Field(default=None, gt=0)
+    capacity_words: float | None = Field(default=None, gt=0)
+    bandwidth_bytes_per_s: float | None = Field(default=None, gt=0)
+    sustained_bandwidth_bytes_per_s: float | None = Field(default=None, gt=0)
+    per: str | None = None
+    energy_pj_per_read: float | None = Field(default=None, ge=0)
+    energy_pj_per_write: float | None = Field(default=None, ge=0)
+    access_bits: int | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _one_capacity(self):
+        if self.capacity_bytes is not None and self.capacity_words is not None:
+            raise ValueError("give capacity_bytes or capacity_words, not both")
+        return self
+
+
+class ComputeUnit(_Strict):
+    kind: Literal["matrix", "vector", "special"]
+    operations: list[OpName] = Field(min_length=1)
+    peak_tflops: dict[DtypeName, float] | None = None
+    sustained_tflops: dict[DtypeName, float] | None = None
+    ops_per_cycle_per_processor: float | None = Field(default=None, gt=0)
+    mesh: list[int] | None = None
+    ops_per_cycle: float | None = Field(default=None, gt=0)
+    dtypes: list[DtypeName] | None = None
+    energy_pj_per_op: dict[OpName, float] | None = None
+
+    @field_validator("peak_tflops", "sustained_tflops")
+    @classmethod
+    def _positive_rates(cls, value):
+        for dtype, rate in (value or {}).items():
+            if not rate > 0:
+                raise ValueError(f"rate for {dtype} must be > 0")
+        return value
+
+    @field_validator("mesh")
+    @classmethod
+    def _positive_mesh(cls, value):
+        if value is not None and (not value or any(d <= 0 for d in value)):
+            raise ValueError("mesh must list positive PE counts, e.g. [256, 256]")
+        return value
+
+    @model_validator(mode="after")
+    def _one_rate(self):
+        ways = [self.peak_tflops is not None, self.ops_per_cycle_per_processor is not None,
+                self.mesh is not None]
+        if sum(ways) != 1:
+            raise ValueError("give exactly one of peak_tflops, ops_per_cycle_per_processor, mesh")
+        if self.mesh is not None and self.ops_per_cycle is None:
+            raise ValueError("a PE array (mesh) needs ops_per_cycle per PE")
+        return self
+
+    @property
+    def pe_count(self) -> int:
+        return math.prod(self.mesh) if self.mesh else 0
+
+
+class Processors(_Strict):
+    count: int = Field(gt=0)
+    kind: str = "SM"
+
+
+class Interconnect(_Strict):
+    nvlink_bytes_per_s: float | None = Field(default=None, gt=0)
+
+
+class HardwareSpec(_Strict):
+    name: str
+    family: Literal["gpu", "spatial"]
+    description: str = ""
+    clock_ghz: float = Field(gt=0)
+    word_bits: int | None = Field(default=None, gt=0)
+    processors: Processors | None = None
+    memory: list[MemoryLevel] = Field(min_length=1)
+    compute: dict[str, ComputeUnit] = Field(min_length=1)
+    op_decomposition: dict[OpName, dict[OpName, float]] = Field(default_factory=dict)
+    interconnect: Interconnect | None = None
+    source_file: str | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.memory[0].kind != "dram":
+            raise ValueError("memory levels go from the outside in: the first must be kind 'dram'")
+        if self.family == "gpu" and self.processors is None:
+            raise ValueError("a gpu needs 'processors' (the SM count)")
+        words = any(level.capacity_words is not None for level in self.memory)
+        if words and self.word_bits is None:
+            raise ValueError("capacity_words needs word_bits")
+        for level in self.memory:
+            if level.per is not None and level.per not in self.compute and level.per != "processor":
+                raise ValueError(f"memory level {level.name}: per must be 'processor' or a compute unit name")
+        for name, unit in self.compute.items():
+            if unit.ops_per_cycle_per_processor is not None and self.processors is None:
+                raise ValueError(f"compute.{name}: ops_per_cycle_per_processor needs 'processors'")
+        return self
+
+    # --- derived quantities -------------------------------------------------------------------------------
+    @property
+    def clock_hz(self) -> float:
+        return self.clock_ghz * 1e9
+
+    @property
+    def dram(self) -> MemoryLevel:
+        return self.memory[0]
+
+    def level_instances(self, level: MemoryLevel) -> int:
+        if level.per is None:
+            return 1
+        if level.per == "processor":
+            return self.processors.count
+        return self.compute[level.per].pe_count or 1
+
+    def level_capacity_bytes(self, level: MemoryLevel) -> float | None:
+        """Total capacity of a level over all its instances."""
+        if level.capacity_bytes is not None:
+            per_instance = level.capacity_bytes
+        elif level.capacity_words is not None:
+            per_instance = level.capacity_words * self.word_bits / 8
+        else:
+            return None
+        return per_instance * self.level_instances(level)
+
+    def level_bandwidth(self, level: MemoryLevel, sustained: bool = False) -> float | None:
+        if sustained and level.sustained_bandwidth_bytes_per_s is not None:
+            return level.sustained_bandwidth_bytes_per_s
+        return level.bandwidth_bytes_per_s
+
+    def unit_dtypes(self, unit: ComputeUnit) -> list[str]:
+        if unit.peak_tflops is not None:
+            return list(unit.peak_tflops)
+        return list(unit.dtypes or [])
+
+    def issue_rate(self, unit_name: str, dtype: str, sustained: bool = False) -> float | None:
+        """Operation slots per second of a unit for ``dtype``; None when the unit lacks the dtype.
+
+        ``peak_tflops`` counts a MAC as 2 FLOPs, so slots/s = peak / 2; every other op takes one slot (an
+        FMA-issue slot on GPU CUDA cores). Per-processor units: ops/clk/SM × SMs × clock. PE arrays:
+        PEs × ops_per_cycle × clock. A unit with no dtype list (e.g. an SFU) accepts any dtype.
+        """
+        unit = self.compute[unit_name]
+        if unit.peak_tflops is not None:
+            table = unit.peak_tflops
+            if sustained and unit.sustained_tflops and dtype in unit.sustained_tflops:
+                table = unit.sustained_tflops
+            if dtype not in table:
+                return None
+            return table[dtype] * 1e12 / 2
+        if unit.dtypes is not None and dtype not in unit.dtypes:
+            return None
+        if unit.ops_per_cycle_per_processor is not None:
+            return unit.ops_per_cycle_per_processor * self.processors.count * self.clock_hz
+        return unit.pe_count * unit.ops_per_cycle * self.clock_hz
+
+    def peak_flops(self, dtype: str) -> float | None:
+        """Highest matrix-unit FLOP/s for ``dtype`` (MAC = 2 FLOPs); falls back to any unit doing MACs."""
+        best = None
+        for name, unit in self.compute.items():
+            if "mac" not in unit.operations:
+                continue
+            rate = self.issue_rate(name, dtype)
+            if rate is not None and (best is None or 2 * rate > best):
+                best = 2 * rate
+        return best
+
+    def all_dtypes(self) -> set[str]:
+        found: set[str] = set()
+        for unit in self.compute.values():
+            found.update(self.unit_dtypes(unit))
+        return found & set(DTYPE_BITS)

@@ -1,0 +1,53 @@
+"""YAML reading that refuses duplicate keys and reports parse errors as :class:`SimlibInputError`.
+
+PyYAML silently keeps the last of two equal keys; for a rank bound twice that would hide a mistake, so the
+loader below raises instead.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from simlib.errors import SimlibInputError
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: str, first_line: int, second_line: int):
+        self.key, self.first_line, self.second_line = key, first_line, second_line
+
+
+class _StrictLoader(yaml.SafeLoader):
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise _DuplicateKey(str(key), seen[key], line)
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml_file(path: Path) -> dict:
+    """Parse one YAML file into a mapping; every failure becomes a SimlibInputError naming the file."""
+    source = str(path)
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise SimlibInputError(source, None, f"cannot read file ({exc.strerror})") from None
+    try:
+        data = yaml.load(text, Loader=_StrictLoader)
+    except _DuplicateKey as dup:
+        raise SimlibInputError(
+            source, dup.key,
+            f"given twice (lines {dup.first_line} and {dup.second_line}); expected each key once") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SimlibInputError(source, None, f"malformed YAML: {where}{problem}") from None
+    if not isinstance(data, dict):
+        raise SimlibInputError(source, None, "expected a YAML mapping at the top level")
+    return data

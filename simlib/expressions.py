@@ -1,0 +1,56 @@
+"""Safe evaluation of small arithmetic expressions (rank sizes such as ``seq_kv / block_kv``).
+
+Python's own ``ast`` parses; only numbers, names from the given environment, + - * / // % **, unary minus and
+the functions ceil, floor, min, max are allowed. Works on numpy arrays as well as scalars.
+"""
+from __future__ import annotations
+
+import ast
+import math
+import operator
+
+import numpy as np
+
+_BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
+           ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow}
+_FUNCS = {"ceil": np.ceil, "floor": np.floor, "min": np.minimum, "max": np.maximum}
+
+
+class ExpressionError(ValueError):
+    pass
+
+
+def parse_expression(text: str) -> ast.AST:
+    try:
+        return ast.parse(str(text).strip(), mode="eval").body
+    except SyntaxError:
+        raise ExpressionError(f"cannot parse expression '{text}'") from None
+
+
+def evaluate(node: ast.AST, env: dict):
+    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
+        return node.value
+    if isinstance(node, ast.Name):
+        if node.id in env:
+            return env[node.id]
+        if node.id == "inf":
+            return math.inf
+        raise ExpressionError(f"unknown name '{node.id}'")
+    if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
+        return _BINOPS[type(node.op)](evaluate(node.left, env), evaluate(node.right, env))
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        value = evaluate(node.operand, env)
+        return -value if isinstance(node.op, ast.USub) else value
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _FUNCS and node.args:
+        args = [evaluate(a, env) for a in node.args]
+        if len(args) == 1:
+            return _FUNCS[node.func.id](args[0])
+        result = args[0]
+        for arg in args[1:]:
+            result = _FUNCS[node.func.id](result, arg)
+        return result
+    raise ExpressionError(f"unsupported expression '{ast.unparse(node)}'")
+
+
+def names_in(node: ast.AST) -> set[str]:
+    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}

@@ -1,0 +1,221 @@
+"""A workload: a parsed cascade plus its parameters, rank bindings and tensor data types.
+
+:func:`load_workload` reads a YAML file (catalog name or path); :meth:`Workload.bind` fixes parameter values and
+returns a :class:`BoundWorkload` with exact rank sizes, tensor sizes in bytes and operation counts.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from simlib.catalog_paths import WORKLOAD_DIR, catalog_names, resolve
+from simlib.dtypes import DTYPE_BITS, dtype_bytes
+from simlib.errors import SimlibInputError
+from simlib.expressions import ExpressionError, evaluate, names_in, parse_expression
+from simlib.schema_errors import raise_for_validation
+from simlib.workload.cascade import Cascade, CascadeError, rank_of
+from simlib.workload.einsum import EinsumSyntaxError, parse_einsum
+from simlib.workload.schema import WorkloadSpec
+from simlib.yaml_loading import load_yaml_file
+
+OPERATION_KINDS = ("mac", "mul", "add", "max", "exp", "div")
+RESERVED_PARAMETERS = ("execution",)
+
+
+def workload_names() -> list[str]:
+    return catalog_names(WORKLOAD_DIR)
+
+
+@dataclass
+class Workload:
+    spec: WorkloadSpec
+    cascade: Cascade
+    source: str
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def parameter_names(self) -> list[str]:
+        return [*self.spec.parameters, *RESERVED_PARAMETERS]
+
+    def bind(self, overrides: dict | None = None) -> "BoundWorkload":
+        overrides = dict(overrides or {})
+        unknown = [k for k in overrides if k not in self.parameter_names()]
+        if unknown:
+            raise SimlibInputError(self.source, f"parameters.{unknown[0]}",
+                                   f"workload {self.name} has no parameter '{unknown[0]}' "
+                                   f"(expected one of: {', '.join(self.parameter_names())})")
+        execution = overrides.pop("execution", self.spec.execution)
+        if execution not in ("fused", "unfused"):
+            raise SimlibInputError(self.source, "execution", f"expected fused or unfused, got {execution!r}")
+        params = {**self.spec.parameters, **overrides}
+        for key, default in self.spec.parameters.items():
+            value = params[key]
+            if isinstance(default, (int, float)) and not isinstance(default, bool):
+                if not isinstance(value, (int, float)) or isinstance(value, bool):
+                    raise SimlibInputError(self.source, f"parameters.{key}", f"expected a number, got {value!r}")
+        sizes = self._rank_sizes(params)
+        return BoundWorkload(workload=self, parameters=params, rank_sizes=sizes, execution=execution)
+
+    def _rank_sizes(self, params: dict) -> dict[str, int]:
+        sizes: dict[str, int] = {}
+        pending = dict(self.spec.ranks)
+        for _ in range(len(pending) + 1):
+            for rank, binding in list(pending.items()):
+                try:
+                    node = parse_expression(binding)
+                    env = {**params, **sizes}
+                    if not names_in(node) <= set(env) | {"ceil", "floor", "min", "max"}:
+                        continue
+                    value = evaluate(node, env)
+                except (ExpressionError, ZeroDivisionError, TypeError) as exc:
+                    raise SimlibInputError(self.source, f"ranks.{rank}", f"cannot evaluate '{binding}': {exc}")
+                if isinstance(value, float) and not value.is_integer():
+                    raise SimlibInputError(self.source, f"ranks.{rank}",
+                                           f"'{binding}' = {value:g} is not a whole number; expected an integer size")
+                if value <= 0:
+                    raise SimlibInputError(self.source, f"ranks.{rank}",
+                                           f"'{binding}' = {value:g}; expected a positive size")
+                sizes[rank] = int(value)
+                del pending[rank]
+        if pending:
+            rank, binding = next(iter(pending.items()))
+            missing = names_in(parse_expression(binding)) - set(params) - set(sizes)
+            raise SimlibInputError(self.source, f"ranks.{rank}",
+                                   f"'{binding}' names {', '.join(sorted(missing))}, which is neither a parameter "
+                                   f"nor a rank (expected one of: {', '.join([*params, *self.spec.ranks])})")
+        return sizes
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    name: str
+    role: str             # input, output, intermediate
+    shape: dict[str, int]
+    elements: int
+    dtype: str
+    bytes: float
+
+
+@dataclass
+class BoundWorkload:
+    """A workload with every parameter fixed: exact sizes and counts."""
+
+    workload: Workload
+    parameters: dict
+    rank_sizes: dict[str, int]
+    execution: str = "fused"
+
+    @property
+    def cascade(self) -> Cascade:
+        return self.workload.cascade
+
+    @property
+    def batch_factor(self) -> int:
+        return math.prod(self.rank_sizes[r] for r in self.workload.spec.batch_ranks)
+
+    def iteration_points(self, index: int) -> int:
+        """Points of an Einsum's iteration space, batch ranks included."""
+        einsum = self.cascade.einsums[index]
+        return self.batch_factor * math.prod(self.rank_sizes[rank_of(v)] for v in einsum.variables)
+
+    def operation_counts(self, index: int) -> dict[str, int]:
+        points = self.iteration_points(index)
+        ops = self.cascade.einsums[index].ops_per_point
+        return {k: ops[k] * points for k in OPERATION_KINDS}
+
+    @cached_property
+    def tensors(self) -> dict[str, TensorInfo]:
+        extents: dict[str, list[int]] = {}
+        var_sizes = {v: self.rank_sizes[rank_of(v)] for e in self.cascade.einsums for v in e.variables}
+        for einsum in self.cascade.einsums:
+            for ref in (einsum.output, *einsum.reads):
+                ext = [int(i.max_value(self.rank_sizes, var_sizes)) + 1 for i in ref.indices]
+                old = extents.setdefault(ref.name, ext)
+                if len(old) != len(ext):
+                    raise SimlibInputError(self.workload.source, f"einsums",
+                                           f"tensor {ref.name} is used with {len(old)} and {len(ext)} indices; "
+                                           f"expected one rank count")
+                extents[ref.name] = [max(a, b) for a, b in zip(old, ext)]
+        infos: dict[str, TensorInfo] = {}
+        for name, ext in extents.items():
+            role = ("input" if name in self.cascade.inputs else
+                    "output" if name in self.cascade.outputs else "intermediate")
+            dtype = self.tensor_dtype(name)
+            elements = math.prod(ext) * self.batch_factor
+            labels = self.workload.spec.tensors.get(name)
+            rank_labels = labels.ranks if labels and labels.ranks and len(labels.ranks) == len(ext) else \
+                [f"dim{i}" for i in range(len(ext))]
+            shape = {**{r: self.rank_sizes[r] for r in self.workload.spec.batch_ranks},
+                     **dict(zip(rank_labels, ext))}
+            infos[name] = TensorInfo(name, role, shape, elements, dtype, elements * dtype_bytes(dtype))
+        return infos
+
+    def tensor_dtype(self, name: str) -> str:
+        decl = self.workload.spec.tensors.get(name)
+        value = decl.dtype if decl and decl.dtype else "dtype"
+        if value in self.parameters:
+            value = self.parameters[value]
+        if value not in DTYPE_BITS:
+            raise SimlibInputError(self.workload.source, f"tensors.{name}.dtype",
+                                   f"unknown dtype {value!r}; expected one of: {', '.join(DTYPE_BITS)}")
+        return value
+
+    @property
+    def compute_dtype(self) -> str:
+        """The dtype the products run in: the dtype of the first input tensor."""
+        return self.tensor_dtype(self.cascade.inputs[0])
+
+
+def load_workload(name_or_path: str | Path | Workload) -> Workload:
+    if isinstance(name_or_path, Workload):
+        return name_or_path
+    path = resolve(name_or_path, WORKLOAD_DIR, "workload")
+    data = load_yaml_file(path)
+    source = str(path)
+    try:
+        spec = WorkloadSpec.model_validate(data)
+    except ValidationError as exc:
+        raise_for_validation(source, WorkloadSpec, exc)
+    return workload_from_spec(spec, source)
+
+
+def workload_from_spec(spec: WorkloadSpec, source: str) -> Workload:
+    einsums = []
+    for i, text in enumerate(spec.einsums):
+        try:
+            einsums.append(parse_einsum(text))
+        except EinsumSyntaxError as exc:
+            raise SimlibInputError(source, f"einsums[{i}] '{text}'", str(exc)) from None
+    for i, einsum in enumerate(einsums):
+        for v in einsum.variables:
+            if rank_of(v) not in spec.ranks:
+                raise SimlibInputError(source, f"einsums[{i}] '{einsum.text}'",
+                                       f"uses rank variable '{v}' but no rank {rank_of(v)} is bound; expected "
+                                       f"one of: {', '.join(spec.ranks)} under 'ranks'")
+        for ref in (einsum.output, *einsum.reads):
+            for index in ref.indices:
+                import ast
+                for node in ast.walk(index.node):
+                    if isinstance(node, ast.Name) and node.id.isupper() and node.id not in spec.ranks:
+                        raise SimlibInputError(source, f"einsums[{i}] '{einsum.text}'",
+                                               f"index uses size {node.id}, which is not a bound rank")
+    for rank in spec.batch_ranks:
+        if rank not in spec.ranks:
+            raise SimlibInputError(source, "batch_ranks", f"rank {rank} is not bound under 'ranks'")
+    for name, decl in spec.tensors.items():
+        for rank in decl.ranks or []:
+            if rank not in spec.ranks:
+                raise SimlibInputError(source, f"tensors.{name}.ranks", f"rank {rank} is not bound under 'ranks'")
+    try:
+        cascade = Cascade(einsums, {k: v.ranks for k, v in spec.tensors.items() if v.ranks})
+    except CascadeError as exc:
+        raise SimlibInputError(source, exc.field, str(exc)) from None
+    if spec.stream_rank is not None and spec.stream_rank not in spec.ranks:
+        raise SimlibInputError(source, "stream_rank", f"rank {spec.stream_rank} is not bound under 'ranks'")
+    return Workload(spec=spec, cascade=cascade, source=source)

@@ -1,0 +1,125 @@
+"""Multi-unit roofline for an Einsum cascade on any hardware description.
+
+Each Einsum's operations go to units (see :mod:`simlib.engine.units`); a group of Einsums takes
+max over units u of (ops on u / rate of u) and over memory levels l of (bytes at l / bandwidth of l) — the
+roofline of Williams et al. (CACM 2009) with one roof per unit and per level. Unfused execution makes every
+Einsum its own group and sums them; fused execution is one group (see :mod:`simlib.engine.traffic`).
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+
+from simlib.engine.prediction import EinsumCost, Prediction
+from simlib.engine.traffic import fused_traffic, unfused_traffic
+from simlib.engine.units import assign
+from simlib.hardware.schema import HardwareSpec
+from simlib.workload.workload import OPERATION_KINDS, BoundWorkload
+
+FLOPS_PER_OP = {"mac": 2, "mul": 1, "add": 1, "max": 1, "exp": 1, "div": 1}
+
+
+def _stream_rank(bound: BoundWorkload) -> str | None:
+    spec_rank = bound.workload.spec.stream_rank
+    if spec_rank:
+        return spec_rank
+    reduced = bound.cascade.reduced_ranks
+    return max(reduced, key=lambda r: bound.rank_sizes[r]) if reduced else None
+
+
+def _energy_j(hw: HardwareSpec, unit_ops: dict[tuple[str, str], float], dram_bytes: float,
+              on_chip_bytes: float, level) -> float | None:
+    """Action counts x energy per action (Accelergy style), when the hardware gives every energy needed."""
+    total_pj = 0.0
+    for (unit, op), count in unit_ops.items():
+        table = hw.compute[unit].energy_pj_per_op
+        if count and (table is None or op not in table):
+            return None
+        total_pj += count * (table or {}).get(op, 0.0)
+    for lvl, nbytes in ((hw.dram, dram_bytes), (level, on_chip_bytes)):
+        if lvl is None or not nbytes:
+            continue
+        if lvl.energy_pj_per_read is None or lvl.access_bits is None:
+            return None
+        per_access = (lvl.energy_pj_per_read + (lvl.energy_pj_per_write or lvl.energy_pj_per_read)) / 2
+        total_pj += nbytes * 8 / lvl.access_bits * per_access
+    return total_pj * 1e-12
+
+
+def predict_cascade(bound: BoundWorkload, hw: HardwareSpec, sustained: bool = False) -> Prediction:
+    cascade = bound.cascade
+    dtype = bound.compute_dtype
+    stream = _stream_rank(bound)
+    analysis = cascade.pass_analysis(stream) if stream else None
+    fused = bound.execution == "fused"
+    traffic = fused_traffic(bound, hw, analysis) if fused and analysis else unfused_traffic(bound)
+    dram_bw = hw.level_bandwidth(hw.dram, sustained)
+    hold_bw = hw.level_bandwidth(traffic.holding_level, sustained) if traffic.holding_level else None
+
+    costs: list[EinsumCost] = []
+    unit_ops: dict[tuple[str, str], float] = defaultdict(float)
+    total_ops = {k: 0 for k in OPERATION_KINDS}
+    for i in cascade.order:
+        einsum = cascade.einsums[i]
+        if einsum.kind in ("view", "init"):
+            continue
+        ops = bound.operation_counts(i)
+        unit_time: dict[str, float] = defaultdict(float)
+        units: dict[str, str] = {}
+        for op, count in ops.items():
+            if not count:
+                continue
+            total_ops[op] += count
+            parts = assign(hw, op, dtype, einsum.kind == "contraction", sustained)
+            units[op] = "+".join(sorted({u for u, *_ in parts}))
+            for unit, sub_op, factor, rate in parts:
+                unit_time[unit] += count * factor / rate
+                unit_ops[(unit, sub_op)] += count * factor
+        read, write = traffic.read_bytes.get(i, 0.0), traffic.write_bytes.get(i, 0.0)
+        resources = dict(unit_time)
+        resources[hw.dram.name] = (read + write) / dram_bw if dram_bw else 0.0
+        bound_name = max(resources, key=resources.get)
+        costs.append(EinsumCost(
+            index=i, einsum=einsum.text, kind=einsum.kind,
+            pass_number=analysis.einsum_pass.get(i, 0) if analysis else 1,
+            ops=ops, flops=float(sum(FLOPS_PER_OP[k] * v for k, v in ops.items())), units=units,
+            unit_time_s=dict(unit_time), dram_read_bytes=read, dram_write_bytes=write,
+            time_s=resources[bound_name], bound=bound_name))
+
+    dram_bytes = sum(c.dram_read_bytes + c.dram_write_bytes for c in costs)
+    unit_total: dict[str, float] = defaultdict(float)
+    for cost in costs:
+        for unit, t in cost.unit_time_s.items():
+            unit_total[unit] += t
+    level_time = {hw.dram.name: dram_bytes / dram_bw if dram_bw else 0.0}
+    bytes_by_level = {"dram": dram_bytes}
+    if traffic.holding_level is not None:
+        bytes_by_level[traffic.holding_level.name] = traffic.on_chip_bytes
+        if hold_bw:
+            level_time[traffic.holding_level.name] = traffic.on_chip_bytes / hold_bw
+
+    if fused:
+        resources = {**unit_total, **level_time}
+        bound_name = max(resources, key=resources.get)
+        time_s = resources[bound_name]
+    else:
+        time_s = sum(c.time_s for c in costs)
+        share: dict[str, float] = defaultdict(float)
+        for cost in costs:
+            share[cost.bound] += cost.time_s
+        bound_name = max(share, key=share.get)
+    flops_by_kind = {k: float(FLOPS_PER_OP[k] * v) for k, v in total_ops.items()}
+    flops = sum(flops_by_kind.values())
+    peak = hw.peak_flops(dtype)
+    busy = {**unit_total, **level_time}
+    return Prediction(
+        workload=bound.workload.name, hardware=hw.name, execution=bound.execution,
+        parameters=dict(bound.parameters), rank_sizes=dict(bound.rank_sizes), time_s=time_s, bound=bound_name,
+        flops=flops, flops_by_kind=flops_by_kind, ops=total_ops, bytes=bytes_by_level,
+        spill_bytes=traffic.spill_bytes,
+        arithmetic_intensity=flops / dram_bytes if dram_bytes else float("inf"),
+        fraction_of_peak=(flops / time_s) / peak if peak and time_s else None,
+        unit_time_s=dict(unit_total), level_time_s=level_time,
+        utilization={k: v / time_s if time_s else 0.0 for k, v in busy.items()},
+        passes=cascade.pass_counts(),
+        energy_j=_energy_j(hw, unit_ops, dram_bytes, traffic.on_chip_bytes, traffic.holding_level),
+        breakdown=costs)

@@ -1,0 +1,204 @@
+"""DRAM traffic of a cascade, unfused or fused.
+
+Unfused: every Einsum is its own kernel; it reads each operand tensor once from DRAM and writes its output once
+(views and constant initialisations are folded into their consumers). This is the compulsory traffic of each
+kernel, a roofline lower bound that ignores re-reads caused by tiling.
+
+Fused: one kernel streams the cascade's stream rank (M for attention) for a chunk of rows at a time. Row ranks
+are the batch ranks and every rank that each computing Einsum iterates (P for attention). On chip, per chunk of
+c rows, the holding level (the largest scratchpad: GPU shared memory over all SMs, a spatial array's global
+buffer) keeps: the row-indexed inputs (a Q row), one slice along the stream rank of every intermediate consumed
+in the pass that makes it, and — unless they spill — the whole of every intermediate read in a later pass
+(FuseMax §III: each extra pass costs an O(M) buffer per row or spill traffic). An input without some row rank
+(K, V) is re-read once per chunk of rows (FuseMax §V: K/V re-streamed P/(rows per chunk) times). The engine takes
+the largest c that fits, with cross-pass intermediates buffered or spilled (written once, read back once per
+consuming Einsum), whichever moves fewer DRAM bytes.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from simlib.hardware.schema import HardwareSpec, MemoryLevel
+from simlib.workload.cascade import PassAnalysis, rank_of
+from simlib.workload.workload import BoundWorkload
+
+
+@dataclass
+class Traffic:
+    read_bytes: dict[int, float]       # Einsum index -> DRAM bytes read
+    write_bytes: dict[int, float]
+    on_chip_bytes: float               # intermediate traffic kept in the holding level
+    spill_bytes: float                 # DRAM bytes caused by intermediates that did not fit
+    holding_level: MemoryLevel | None
+
+
+def holding_level(hw: HardwareSpec) -> MemoryLevel | None:
+    pads = [lvl for lvl in hw.memory[1:] if lvl.kind == "scratchpad" and hw.level_capacity_bytes(lvl)]
+    return max(pads, key=hw.level_capacity_bytes, default=None)
+
+
+def _computing(bound: BoundWorkload) -> list[int]:
+    return [i for i in bound.cascade.order if bound.cascade.einsums[i].kind not in ("view", "init")]
+
+
+def unfused_traffic(bound: BoundWorkload) -> Traffic:
+    cascade = bound.cascade
+    tensors = bound.tensors
+    reads, writes = {}, {}
+    for i in _computing(bound):
+        einsum = cascade.einsums[i]
+        names = {ref.name for ref in einsum.reads}
+        reads[i] = sum(tensors[n].bytes for n in names)
+        writes[i] = tensors[einsum.output.name].bytes
+    return Traffic(reads, writes, 0.0, 0.0, None)
+
+
+def _streamed_slice_bytes(bound: BoundWorkload, tensor: str, family: frozenset[str]) -> float:
+    cascade = bound.cascade
+    writer = cascade.einsums[cascade.computing_writer(tensor)]
+    info = bound.tensors[tensor]
+    extents = list(info.shape.values())[len(bound.workload.spec.batch_ranks):]
+    along = [ext for ext, index in zip(extents, writer.output.indices)
+             if {rank_of(v) for v in index.variables} & family]
+    return info.bytes / math.prod(along) if along else info.bytes
+
+
+def _tensor_ranks(bound: BoundWorkload, tensor: str) -> set[str]:
+    cascade = bound.cascade
+    ranks = set(bound.workload.spec.batch_ranks)
+    for einsum in cascade.einsums:
+        for ref in (einsum.output, *einsum.reads):
+            if ref.name == tensor:
+                ranks |= {cascade.canonical_rank(rank_of(v)) for v in ref.variables}
+    return ranks
+
+
+def row_ranks(bound: BoundWorkload, family: frozenset[str]) -> list[str]:
+    cascade = bound.cascade
+    shared: set[str] | None = None
+    for i in _computing(bound):
+        ranks = {cascade.canonical_rank(rank_of(v)) for v in cascade.einsums[i].variables}
+        shared = ranks if shared is None else shared & ranks
+    rows = [*bound.workload.spec.batch_ranks, *sorted((shared or set()) - family)]
+    return [r for r in rows if r not in family]
+
+
+@dataclass
+class _Resident:
+    name: str
+    bytes_per_row: float
+    rows_held: int          # rows of this tensor (its row ranks); a chunk holds min(c, rows_held) of them
+
+
+def _largest_chunk(residents: list[_Resident], capacity: float, rows: int) -> int:
+    """Largest chunk of rows c (1..rows) whose footprint fits in ``capacity``; 0 if not even one row."""
+    def footprint(c: int) -> float:
+        return sum(r.bytes_per_row * min(c, r.rows_held) for r in residents)
+
+    if footprint(1) > capacity:
+        return 0
+    low, high = 1, rows
+    while low < high:
+        mid = (low + high + 1) // 2
+        if footprint(mid) <= capacity:
+            low = mid
+        else:
+            high = mid - 1
+    return low
+
+
+def fused_traffic(bound: BoundWorkload, hw: HardwareSpec, analysis: PassAnalysis) -> Traffic:
+    cascade = bound.cascade
+    tensors = bound.tensors
+    order = _computing(bound)
+    position = {i: k for k, i in enumerate(order)}
+    rows_r = row_ranks(bound, analysis.family)
+    rows = math.prod(bound.rank_sizes[r] for r in rows_r)
+
+    def rows_of(name: str) -> int:
+        return math.prod(bound.rank_sizes[r] for r in rows_r if r in _tensor_ranks(bound, name))
+
+    first_reader: dict[str, int] = {}
+    for i in order:
+        for ref in cascade.einsums[i].reads:
+            source = cascade.view_source(ref.name)
+            if source in cascade.inputs and source not in first_reader:
+                first_reader[source] = i
+    streamed_res, cross_res, cross = [], [], []
+    for name in first_reader:
+        if set(rows_r) <= _tensor_ranks(bound, name):
+            streamed_res.append(_Resident(name, tensors[name].bytes / rows, rows))
+    for name in cascade.intermediates:
+        writer = cascade.computing_writer(name)
+        if writer is None or writer not in position:
+            continue
+        users = [i for i in cascade.consumers(name) if i in position and i != writer]
+        if not users:
+            continue
+        produced = analysis.einsum_pass.get(writer, 0)
+        later = any(analysis.einsum_pass.get(u, 0) > produced for u in users)
+        held = rows_of(name)
+        if later:
+            cross_res.append(_Resident(name, tensors[name].bytes / held, held))
+            cross.append((name, writer, users))
+        else:
+            streamed = bool({rank_of(v) for v in cascade.einsums[writer].output.variables} & analysis.family)
+            size = _streamed_slice_bytes(bound, name, analysis.family) if streamed else tensors[name].bytes
+            streamed_res.append(_Resident(name, size / held, held))
+
+    level = holding_level(hw)
+    capacity = hw.level_capacity_bytes(level) if level else 0.0
+    intermediates = [(n, cascade.computing_writer(n), [i for i in cascade.consumers(n) if i in position
+                                                       and i != cascade.computing_writer(n)])
+                     for n in cascade.intermediates if cascade.computing_writer(n) in position]
+    intermediates = [t for t in intermediates if t[2]]
+
+    def plan(spilled: list) -> tuple[float, dict, dict, float, float] | None:
+        keep = [r for r in cross_res if r.name not in {s[0] for s in spilled}]
+        chunk = _largest_chunk(streamed_res + keep, capacity, rows)
+        if chunk == 0:
+            return None
+        reads = {i: 0.0 for i in order}
+        writes = {i: 0.0 for i in order}
+        for name, reader in first_reader.items():
+            missing = math.prod(bound.rank_sizes[r] for r in rows_r if r not in _tensor_ranks(bound, name))
+            reads[reader] += tensors[name].bytes * max(1, math.ceil(missing / chunk))
+        for name in cascade.outputs:
+            writes[cascade.computing_writer(name)] += tensors[name].bytes
+        spill = on_chip = 0.0
+        spilled_names = {s[0] for s in spilled}
+        for name, writer, users in intermediates:
+            moved = tensors[name].bytes * (1 + len(users))
+            if name in spilled_names:
+                writes[writer] += tensors[name].bytes
+                for user in users:
+                    reads[user] += tensors[name].bytes
+                spill += moved
+            else:
+                on_chip += moved
+        return sum(reads.values()) + sum(writes.values()), reads, writes, on_chip, spill
+
+    options = [p for p in (plan([]), plan(cross)) if p is not None]
+    if not options:
+        options = [plan_all_spilled(bound, order, intermediates, first_reader)]
+    _, reads, writes, on_chip, spill = min(options, key=lambda p: p[0])
+    return Traffic(reads, writes, on_chip, spill, level)
+
+
+def plan_all_spilled(bound: BoundWorkload, order, intermediates, first_reader):
+    """Not even one row's streaming state fits: every intermediate goes through DRAM, inputs read once."""
+    tensors = bound.tensors
+    reads = {i: 0.0 for i in order}
+    writes = {i: 0.0 for i in order}
+    for name, reader in first_reader.items():
+        reads[reader] += tensors[name].bytes
+    for name in bound.cascade.outputs:
+        writes[bound.cascade.computing_writer(name)] += tensors[name].bytes
+    spill = 0.0
+    for name, writer, users in intermediates:
+        writes[writer] += tensors[name].bytes
+        for user in users:
+            reads[user] += tensors[name].bytes
+        spill += tensors[name].bytes * (1 + len(users))
+    return sum(reads.values()) + sum(writes.values()), reads, writes, 0.0, spill

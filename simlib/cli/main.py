@@ -1,0 +1,109 @@
+"""The ``simlib`` command."""
+from __future__ import annotations
+
+import sys
+from contextlib import contextmanager
+from typing import List, Optional
+
+import typer
+
+from simlib.api import predict as predict_api
+from simlib.cli.render import (hardware_detail, hardware_table, prediction_tables, print_tables, to_json)
+from simlib.cli.values import parse_settings
+from simlib.errors import SimlibInputError
+from simlib.hardware.catalog import hardware_names, load_hardware
+from simlib.workload.workload import load_workload, workload_names
+
+app = typer.Typer(help="Performance simulator and analytical models for attention.", no_args_is_help=True,
+                  pretty_exceptions_enable=False, add_completion=False)
+hardware_app = typer.Typer(help="Hardware catalog.", no_args_is_help=True)
+workload_app = typer.Typer(help="Workload catalog (Einsum cascades).", no_args_is_help=True)
+app.add_typer(hardware_app, name="hardware")
+app.add_typer(workload_app, name="workload")
+
+
+@contextmanager
+def input_errors():
+    """One line on stderr and exit status 2 for any bad input; never a traceback."""
+    try:
+        yield
+    except SimlibInputError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2) from None
+
+
+@hardware_app.command("list")
+def hardware_list(json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")):
+    """List the shipped hardware descriptions."""
+    with input_errors():
+        specs = [load_hardware(n) for n in hardware_names()]
+    if json_out:
+        typer.echo(to_json([{"name": h.name, "family": h.family, "description": h.description,
+                             "peak_bf16_flops": h.peak_flops("bf16"),
+                             "dram_bandwidth_bytes_per_s": h.dram.bandwidth_bytes_per_s} for h in specs]))
+    else:
+        print_tables([hardware_table(specs)])
+
+
+@hardware_app.command("show")
+def hardware_show(name: str = typer.Argument(..., help="Catalog name or path to a YAML file."),
+                  json_out: bool = typer.Option(False, "--json", help="Print JSON instead of tables.")):
+    """Show one hardware description."""
+    with input_errors():
+        hw = load_hardware(name)
+    if json_out:
+        typer.echo(to_json(hw.model_dump(mode="json")))
+    else:
+        print_tables(hardware_detail(hw))
+
+
+@workload_app.command("list")
+def workload_list():
+    """List the shipped workloads."""
+    with input_errors():
+        for name in workload_names():
+            wl = load_workload(name)
+            typer.echo(f"{name:20s} {wl.spec.description}")
+
+
+@workload_app.command("show")
+def workload_show(name: str = typer.Argument(..., help="Catalog name or path to a YAML file."),
+                  json_out: bool = typer.Option(False, "--json")):
+    """Show a workload's Einsums, tensors and pass counts."""
+    with input_errors():
+        wl = load_workload(name)
+        c = wl.cascade
+        data = {"name": wl.name, "description": wl.spec.description, "parameters": wl.spec.parameters,
+                "ranks": wl.spec.ranks, "inputs": c.inputs, "outputs": c.outputs,
+                "intermediates": c.intermediates, "passes": c.pass_counts(),
+                "einsums": [{"einsum": e.text, "kind": e.kind} for e in c.einsums]}
+    if json_out:
+        typer.echo(to_json(data))
+        return
+    for key in ("name", "description", "parameters", "ranks", "inputs", "outputs", "intermediates", "passes"):
+        typer.echo(f"{key}: {data[key]}")
+    for e in data["einsums"]:
+        typer.echo(f"  [{e['kind']:11s}] {e['einsum']}")
+
+
+@app.command()
+def predict(workload: str = typer.Argument(..., help="Workload catalog name or path to a YAML file."),
+            hardware: str = typer.Option(..., "--hardware", "-H", help="Hardware catalog name or YAML path."),
+            settings: Optional[List[str]] = typer.Option(None, "--set", help="Parameter as name=value."),
+            sustained: bool = typer.Option(False, "--sustained", help="Use measured sustained rates where given."),
+            json_out: bool = typer.Option(False, "--json", help="Print one JSON object.")):
+    """Predict time, FLOPs, bytes per memory level and the bound of a workload on a device."""
+    with input_errors():
+        result = predict_api(workload, hardware, sustained=sustained, **parse_settings(settings))
+    if json_out:
+        typer.echo(to_json(result.to_dict()))
+    else:
+        print_tables(prediction_tables(result))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""Rich tables and JSON for the CLI."""
+from __future__ import annotations
+
+import json
+import math
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from simlib.engine.prediction import Prediction
+from simlib.hardware.schema import HardwareSpec
+
+
+def si(value: float | None, unit: str = "") -> str:
+    if value is None:
+        return "-"
+    if value == 0:
+        return f"0 {unit}".strip()
+    exponent = min(max(int(math.floor(math.log10(abs(value)) / 3)), -4), 5)
+    prefix = {-4: "p", -3: "n", -2: "µ", -1: "m", 0: "", 1: "k", 2: "M", 3: "G", 4: "T", 5: "P"}[exponent]
+    return f"{value / 10 ** (3 * exponent):.4g} {prefix}{unit}".strip()
+
+
+def _clean(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
+
+
+def to_json(data) -> str:
+    return json.dumps(_clean(data), indent=2)
+
+
+def hardware_table(specs: list[HardwareSpec]) -> Table:
+    table = Table(title="Hardware catalog")
+    for column in ("name", "family", "description", "peak bf16", "DRAM bandwidth", "units"):
+        table.add_column(column)
+    for hw in specs:
+        table.add_row(hw.name, hw.family, hw.description, si(hw.peak_flops("bf16"), "FLOP/s"),
+                      si(hw.dram.bandwidth_bytes_per_s, "B/s"), ", ".join(hw.compute))
+    return table
+
+
+def hardware_detail(hw: HardwareSpec) -> list[Table]:
+    units = Table(title=f"{hw.name}: {hw.description} — clock {hw.clock_ghz} GHz"
+                        + (f", {hw.processors.count} {hw.processors.kind}s" if hw.processors else ""))
+    for column in ("unit", "kind", "operations", "rate per dtype (MAC = 2 FLOP)"):
+        units.add_column(column)
+    for name, unit in hw.compute.items():
+        dtypes = hw.unit_dtypes(unit) or ["any"]
+        rates = ", ".join(f"{d}: {si(2 * (hw.issue_rate(name, d if d != 'any' else 'fp32') or 0), 'op/s')}"
+                          for d in dtypes)
+        units.add_row(name, unit.kind, ", ".join(unit.operations), rates)
+    memory = Table(title="memory levels (outside in)")
+    for column in ("level", "kind", "capacity (total)", "bandwidth", "instances"):
+        memory.add_column(column)
+    for level in hw.memory:
+        memory.add_row(level.name, level.kind, si(hw.level_capacity_bytes(level), "B"),
+                       si(level.bandwidth_bytes_per_s, "B/s"), str(hw.level_instances(level)))
+    return [units, memory]
+
+
+def prediction_tables(p: Prediction) -> list[Table]:
+    summary = Table(title=f"{p.workload} on {p.hardware} ({p.execution})", show_header=False)
+    summary.add_column("quantity")
+    summary.add_column("value")
+    rows = [("time", si(p.time_s, "s")), ("bound", p.bound), ("FLOPs", si(p.flops, "FLOP")),
+            ("achieved", si(p.flops / p.time_s if p.time_s else 0, "FLOP/s")),
+            ("fraction of peak", f"{p.fraction_of_peak:.3f}" if p.fraction_of_peak is not None else "-"),
+            ("arithmetic intensity", f"{p.arithmetic_intensity:.4g} FLOP/B")]
+    rows += [(f"bytes {k}", si(v, "B")) for k, v in p.bytes.items()]
+    rows += [("spilled bytes", si(p.spill_bytes, "B")),
+             ("passes", ", ".join(f"{k}: {v}" for k, v in p.passes.items()))]
+    if p.energy_j is not None:
+        rows.append(("energy", si(p.energy_j, "J")))
+    if p.speedup is not None:
+        rows.append((f"speedup vs {p.baseline['workload']} ({p.baseline['execution']})", f"{p.speedup:.3g}x"))
+    for row in rows:
+        summary.add_row(*row)
+    breakdown = Table(title="per-Einsum breakdown")
+    for column in ("einsum", "kind", "pass", "FLOPs", "units", "DRAM bytes", "time", "bound"):
+        breakdown.add_column(column)
+    for c in p.breakdown:
+        breakdown.add_row(escape(c.einsum), c.kind, str(c.pass_number), si(c.flops), ", ".join(sorted(set(c.units.values()))),
+                          si(c.dram_read_bytes + c.dram_write_bytes, "B"), si(c.time_s, "s"), c.bound)
+    return [summary, breakdown]
+
+
+def print_tables(tables: list[Table]) -> None:
+    console = Console()
+    for table in tables:
+        console.print(table)

@@ -1,0 +1,36 @@
+"""Parsing of ``--set name=value`` options."""
+from __future__ import annotations
+
+from simlib.errors import SimlibInputError
+
+
+def parse_value(text: str):
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for convert in (int, float):
+        try:
+            value = convert(text)
+        except ValueError:
+            continue
+        if convert is float and value.is_integer() and "e" in lowered:
+            return int(value)
+        return value
+    if "," in text:
+        return [parse_value(part) for part in text.split(",")]
+    return text.strip()
+
+
+def parse_settings(settings: list[str] | None) -> dict:
+    parsed: dict = {}
+    for item in settings or []:
+        if "=" not in item:
+            raise SimlibInputError("--set", item, "expected name=value, e.g. --set M=8192")
+        name, value = item.split("=", 1)
+        name = name.strip()
+        if not name:
+            raise SimlibInputError("--set", item, "expected a parameter name before '='")
+        if name in parsed:
+            raise SimlibInputError("--set", name, "given twice; expected each parameter once")
+        parsed[name] = parse_value(value)
+    return parsed

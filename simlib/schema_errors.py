@@ -34,7 +34,8 @@ def _model_in(annotation) -> type | None:
 
 
 def raise_for_validation(source: str, model: type[BaseModel], exc: ValidationError) -> None:
-    err = exc.errors()[0]
+    errors = exc.errors()
+    err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     loc = tuple(err["loc"])
     field = ".".join(str(p) for p in loc) or None
     if err["type"] == "extra_forbidden":

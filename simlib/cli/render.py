@@ -93,5 +93,7 @@ def prediction_tables(p: Prediction) -> list[Table]:
 
 def print_tables(tables: list[Table]) -> None:
     console = Console()
+    if not console.is_terminal:
+        console = Console(width=160)
     for table in tables:
         console.print(table)

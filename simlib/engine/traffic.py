@@ -7,7 +7,7 @@ kernel, a roofline lower bound that ignores re-reads caused by tiling.
 Fused: one kernel streams the cascade's stream rank (M for attention) for a chunk of rows at a time. Row ranks
 are the batch ranks and every rank that each computing Einsum iterates (P for attention). On chip, per chunk of
 c rows, the holding level (the largest scratchpad: GPU shared memory over all SMs, a spatial array's global
-buffer) keeps: the row-indexed inputs (a Q row), one slice along the stream rank of every intermediate consumed
+buffer) keeps: the row-indexed inputs that do not vary along the stream rank (a Q row), one slice along the stream rank of every intermediate consumed
 in the pass that makes it, and — unless they spill — the whole of every intermediate read in a later pass
 (FuseMax §III: each extra pass costs an O(M) buffer per row or spill traffic). An input without some row rank
 (K, V) is re-read once per chunk of rows (FuseMax §V: K/V re-streamed P/(rows per chunk) times). The engine takes
@@ -127,7 +127,8 @@ def fused_traffic(bound: BoundWorkload, hw: HardwareSpec, analysis: PassAnalysis
                 first_reader[source] = i
     streamed_res, cross_res, cross = [], [], []
     for name in first_reader:
-        if set(rows_r) <= _tensor_ranks(bound, name):
+        ranks = _tensor_ranks(bound, name)
+        if set(rows_r) <= ranks and not ranks & analysis.family:
             streamed_res.append(_Resident(name, tensors[name].bytes / rows, rows))
     for name in cascade.intermediates:
         writer = cascade.computing_writer(name)

@@ -18,7 +18,7 @@ def predict(workload: str | Workload, hardware: str | HardwareSpec, sustained: b
     hw = load_hardware(hardware)
     result = predict_cascade(wl.bind(parameters), hw, sustained)
     if wl.spec.baseline is not None:
-        base_wl = load_workload(wl.spec.baseline.workload)
+        base_wl = wl.baseline_workload
         shared = {k: v for k, v in result.parameters.items() if k in base_wl.spec.parameters}
         if wl.spec.baseline.execution:
             shared["execution"] = wl.spec.baseline.execution

@@ -116,8 +116,10 @@ def fused_traffic(bound: BoundWorkload, hw: HardwareSpec, analysis: PassAnalysis
     rows_r = row_ranks(bound, analysis.family)
     rows = math.prod(bound.rank_sizes[r] for r in rows_r)
 
+    ranks_of = {name: _tensor_ranks(bound, name) for name in tensors}
+
     def rows_of(name: str) -> int:
-        return math.prod(bound.rank_sizes[r] for r in rows_r if r in _tensor_ranks(bound, name))
+        return math.prod(bound.rank_sizes[r] for r in rows_r if r in ranks_of[name])
 
     first_reader: dict[str, int] = {}
     for i in order:
@@ -127,7 +129,7 @@ def fused_traffic(bound: BoundWorkload, hw: HardwareSpec, analysis: PassAnalysis
                 first_reader[source] = i
     streamed_res, cross_res, cross = [], [], []
     for name in first_reader:
-        ranks = _tensor_ranks(bound, name)
+        ranks = ranks_of[name]
         if set(rows_r) <= ranks and not ranks & analysis.family:
             streamed_res.append(_Resident(name, tensors[name].bytes / rows, rows))
     for name in cascade.intermediates:
@@ -163,7 +165,7 @@ def fused_traffic(bound: BoundWorkload, hw: HardwareSpec, analysis: PassAnalysis
         reads = {i: 0.0 for i in order}
         writes = {i: 0.0 for i in order}
         for name, reader in first_reader.items():
-            missing = math.prod(bound.rank_sizes[r] for r in rows_r if r not in _tensor_ranks(bound, name))
+            missing = math.prod(bound.rank_sizes[r] for r in rows_r if r not in ranks_of[name])
             reads[reader] += tensors[name].bytes * max(1, math.ceil(missing / chunk))
         for name in cascade.outputs:
             writes[cascade.computing_writer(name)] += tensors[name].bytes

@@ -42,6 +42,7 @@ class Cascade:
     def __init__(self, einsums: list[Einsum], declared_ranks: dict[str, list[str]]):
         self.einsums = einsums
         self.declared_ranks = declared_ranks
+        self._pass_cache: dict[str, PassAnalysis] = {}
         self._check_writers()
         self.graph = self._build_graph()
         if not nx.is_directed_acyclic_graph(self.dag):
@@ -194,6 +195,11 @@ class Cascade:
 
     # --- passes ---------------------------------------------------------------------------------------------
     def pass_analysis(self, rank: str) -> PassAnalysis:
+        if rank not in self._pass_cache:
+            self._pass_cache[rank] = self._analyse_passes(rank)
+        return self._pass_cache[rank]
+
+    def _analyse_passes(self, rank: str) -> PassAnalysis:
         family = self.rank_families.get(rank, frozenset({rank}))
         traverses = [bool({rank_of(v) for v in e.variables} & family) for e in self.einsums]
         # per tensor: (pass in which it becomes available, streamed along the rank?)

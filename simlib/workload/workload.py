@@ -30,7 +30,7 @@ def workload_names() -> list[str]:
     return catalog_names(WORKLOAD_DIR)
 
 
-@dataclass
+@dataclass(eq=False)
 class Workload:
     spec: WorkloadSpec
     cascade: Cascade
@@ -39,6 +39,11 @@ class Workload:
     @property
     def name(self) -> str:
         return self.spec.name
+
+    @cached_property
+    def baseline_workload(self) -> "Workload | None":
+        """The workload named as baseline, loaded once per Workload object."""
+        return load_workload(self.spec.baseline.workload) if self.spec.baseline else None
 
     def parameter_names(self) -> list[str]:
         return [*self.spec.parameters, *RESERVED_PARAMETERS]

@@ -12,7 +12,9 @@ in the pass that makes it, and — unless they spill — the whole of every inte
 (FuseMax §III: each extra pass costs an O(M) buffer per row or spill traffic). An input without some row rank
 (K, V) is re-read once per chunk of rows (FuseMax §V: K/V re-streamed P/(rows per chunk) times). The engine takes
 the largest c that fits, with cross-pass intermediates buffered or spilled (written once, read back once per
-consuming Einsum), whichever moves fewer DRAM bytes.
+consuming Einsum), whichever moves fewer DRAM bytes. Streamed slices are consumed where they are made (registers,
+PE register files) and count against the holding level's capacity but not its traffic; the holding level's
+traffic is the cross-pass buffers, written once and read once per consuming Einsum.
 """
 from __future__ import annotations
 
@@ -171,6 +173,7 @@ def fused_traffic(bound: BoundWorkload, hw: HardwareSpec, analysis: PassAnalysis
             writes[cascade.computing_writer(name)] += tensors[name].bytes
         spill = on_chip = 0.0
         spilled_names = {s[0] for s in spilled}
+        crossing = {r.name for r in cross_res}
         for name, writer, users in intermediates:
             moved = tensors[name].bytes * (1 + len(users))
             if name in spilled_names:
@@ -178,7 +181,7 @@ def fused_traffic(bound: BoundWorkload, hw: HardwareSpec, analysis: PassAnalysis
                 for user in users:
                     reads[user] += tensors[name].bytes
                 spill += moved
-            else:
+            elif name in crossing:
                 on_chip += moved
         return sum(reads.values()) + sum(writes.values()), reads, writes, on_chip, spill
 

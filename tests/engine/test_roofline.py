@@ -164,3 +164,16 @@ def test_softmax_exp_goes_to_the_sfu_on_gpus():
     assert sn.units == {"add": "cuda_cores", "exp": "sfu"}
     assert sn.unit_time_s["sfu"] == pytest.approx(16 * 4096 * 4096 / (16 * 132 * 1.83e9), rel=REL)
     assert math.isclose(p.utilization["hbm"], p.level_time_s["hbm"] / p.time_s)
+
+
+def test_fused_three_pass_keeps_cross_pass_buffers_on_chip_by_hand():
+    # M = P = 256, bf16, one head on A100 (17.7 MB of shared memory: everything fits). Cross-pass buffers:
+    # QK (made in pass 1, read by GM in pass 1 and SN in pass 2), SN (pass 2; read by SD, and by A in pass 3),
+    # GM and SD (full reductions read in the next pass). Each is written once and read once per consumer.
+    p = simlib.predict("attention-3pass", hardware="a100", seq_q=256, seq_kv=256, execution="fused")
+    mp, row = 256 * 256 * 2, 256 * 2
+    assert p.bytes["smem"] == 3 * mp + 3 * mp + 2 * row + 2 * row
+    assert p.bytes["dram"] == 4 * 256 * 64 * 2
+    assert p.spill_bytes == 0
+    one = simlib.predict("attention-1pass", hardware="a100", seq_q=256, seq_kv=256)
+    assert one.bytes["smem"] == 0       # one pass: nothing has to wait for a later pass

@@ -8,6 +8,7 @@ Tolerance: exact equality of integer counts.
 import math
 
 import numpy as np
+import pytest
 from hypothesis import given, settings, strategies as st
 
 from simlib.workload import load_workload
@@ -96,6 +97,35 @@ def three_pass(M, P, E, F, seed=0):
     return c
 
 
+def _block_scores(c, q, k, p, block, E):
+    """Scores of query p against one block of keys, and the block's maximum."""
+    bqk = []
+    for m in block:
+        acc = Num(0, c)
+        for e in range(E):
+            acc = acc.mac(Num(q[e, p], c), Num(k[e, m], c))
+        bqk.append(acc)
+    lm = Num(-math.inf, c)
+    for x in bqk:
+        lm = lm.max(x)
+    return bqk, lm
+
+
+def _block_numerators(c, v, bqk, shift, block, F):
+    """exp(score - shift) per key, their sum, and their V-weighted sums per output column."""
+    sln = [(x - shift).exp() for x in bqk]
+    sld = Num(0, c)
+    for x in sln:
+        sld = sld + x
+    slnv = []
+    for f in range(F):
+        acc = Num(0, c)
+        for x, m in zip(sln, block):
+            acc = acc.mac(x, Num(v[f, m], c))
+        slnv.append(acc)
+    return sld, slnv
+
+
 def one_pass(M, P, E, F, M0, seed=0):
     """FlashAttention-2 style loop over blocks of M0 keys with a running max, denominator and numerator."""
     c = Counter()
@@ -106,26 +136,9 @@ def one_pass(M, P, E, F, M0, seed=0):
         rnv = [Num(0, c) for _ in range(F)]
         for m1 in range(M // M0):
             block = range(m1 * M0, (m1 + 1) * M0)
-            bqk = []
-            for m in block:
-                acc = Num(0, c)
-                for e in range(E):
-                    acc = acc.mac(Num(q[e, p], c), Num(k[e, m], c))
-                bqk.append(acc)
-            lm = Num(-math.inf, c)
-            for x in bqk:
-                lm = lm.max(x)
+            bqk, lm = _block_scores(c, q, k, p, block, E)
             new_rm = rm.max(lm)
-            sln = [(x - new_rm).exp() for x in bqk]
-            sld = Num(0, c)
-            for x in sln:
-                sld = sld + x
-            slnv = []
-            for f in range(F):
-                acc = Num(0, c)
-                for x, m in zip(sln, block):
-                    acc = acc.mac(x, Num(v[f, m], c))
-                slnv.append(acc)
+            sld, slnv = _block_numerators(c, v, bqk, new_rm, block, F)
             prm = (rm - new_rm).exp()
             rd = sld + rd * prm
             rnv = [slnv[f] + rnv[f] * prm for f in range(F)]
@@ -145,25 +158,8 @@ def two_pass(M, P, E, F, M0, seed=0):
         lms, slds, slnvs = [], [], []
         for m1 in range(M // M0):
             block = range(m1 * M0, (m1 + 1) * M0)
-            bqk = []
-            for m in block:
-                acc = Num(0, c)
-                for e in range(E):
-                    acc = acc.mac(Num(q[e, p], c), Num(k[e, m], c))
-                bqk.append(acc)
-            lm = Num(-math.inf, c)
-            for x in bqk:
-                lm = lm.max(x)
-            sln = [(x - lm).exp() for x in bqk]
-            sld = Num(0, c)
-            for x in sln:
-                sld = sld + x
-            slnv = []
-            for f in range(F):
-                acc = Num(0, c)
-                for x, m in zip(sln, block):
-                    acc = acc.mac(x, Num(v[f, m], c))
-                slnv.append(acc)
+            bqk, lm = _block_scores(c, q, k, p, block, E)
+            sld, slnv = _block_numerators(c, v, bqk, lm, block, F)
             lms.append(lm), slds.append(sld), slnvs.append(slnv)
         gm = Num(-math.inf, c)
         for lm in lms:
@@ -200,19 +196,12 @@ def test_three_pass_counts_match_brute_force(M, P, E, F):
     assert model_counts("attention-3pass", seq_kv=M, seq_q=P, head_dim=E, head_dim_v=F) == expected
 
 
+@pytest.mark.parametrize("name, reference", [("attention-1pass", one_pass), ("attention-2pass", two_pass)])
 @settings(max_examples=25, deadline=None)
 @given(M1=sizes, M0=sizes, P=sizes, E=sizes, F=sizes)
-def test_one_pass_counts_match_brute_force(M1, M0, P, E, F):
-    expected = one_pass(M1 * M0, P, E, F, M0)
-    got = model_counts("attention-1pass", seq_kv=M1 * M0, block_kv=M0, seq_q=P, head_dim=E, head_dim_v=F)
-    assert got == expected
-
-
-@settings(max_examples=25, deadline=None)
-@given(M1=sizes, M0=sizes, P=sizes, E=sizes, F=sizes)
-def test_two_pass_counts_match_brute_force(M1, M0, P, E, F):
-    expected = two_pass(M1 * M0, P, E, F, M0)
-    got = model_counts("attention-2pass", seq_kv=M1 * M0, block_kv=M0, seq_q=P, head_dim=E, head_dim_v=F)
+def test_partitioned_cascades_match_brute_force(name, reference, M1, M0, P, E, F):
+    expected = reference(M1 * M0, P, E, F, M0)
+    got = model_counts(name, seq_kv=M1 * M0, block_kv=M0, seq_q=P, head_dim=E, head_dim_v=F)
     assert got == expected
 
 

@@ -8,7 +8,8 @@ from typing import List, Optional
 import typer
 
 from simlib.api import predict as predict_api
-from simlib.cli.render import (hardware_detail, hardware_table, prediction_tables, print_tables, to_json)
+from simlib.cli.render import (hardware_detail, hardware_table, prediction_tables, print_tables, to_json,
+                               workload_tables)
 from simlib.cli.values import parse_settings
 from simlib.errors import SimlibInputError
 from simlib.hardware.catalog import hardware_names, load_hardware
@@ -68,22 +69,24 @@ def workload_list():
 
 @workload_app.command("show")
 def workload_show(name: str = typer.Argument(..., help="Catalog name or path to a YAML file."),
+                  settings: Optional[List[str]] = typer.Option(None, "--set", help="Parameter as name=value."),
                   json_out: bool = typer.Option(False, "--json")):
-    """Show a workload's Einsums, tensors and pass counts."""
+    """Show a workload's Einsums with operation counts, its tensors with sizes, and its pass counts."""
     with input_errors():
         wl = load_workload(name)
+        bound = wl.bind(parse_settings(settings))
         c = wl.cascade
-        data = {"name": wl.name, "description": wl.spec.description, "parameters": wl.spec.parameters,
-                "ranks": wl.spec.ranks, "inputs": c.inputs, "outputs": c.outputs,
-                "intermediates": c.intermediates, "passes": c.pass_counts(),
-                "einsums": [{"einsum": e.text, "kind": e.kind} for e in c.einsums]}
+        data = {"name": wl.name, "description": wl.spec.description, "parameters": bound.parameters,
+                "rank_sizes": bound.rank_sizes, "passes": c.pass_counts(),
+                "tensors": [{"name": t.name, "role": t.role, "dtype": t.dtype, "elements": t.elements,
+                             "bytes": t.bytes} for t in bound.tensors.values()],
+                "einsums": [{"einsum": e.text, "kind": e.kind,
+                             "ops": {k: v for k, v in bound.operation_counts(i).items() if v}}
+                            for i, e in enumerate(c.einsums)]}
     if json_out:
         typer.echo(to_json(data))
-        return
-    for key in ("name", "description", "parameters", "ranks", "inputs", "outputs", "intermediates", "passes"):
-        typer.echo(f"{key}: {data[key]}")
-    for e in data["einsums"]:
-        typer.echo(f"  [{e['kind']:11s}] {e['einsum']}")
+    else:
+        print_tables(workload_tables(data))
 
 
 @app.command()

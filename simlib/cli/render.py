@@ -91,6 +91,25 @@ def prediction_tables(p: Prediction) -> list[Table]:
     return [summary, breakdown]
 
 
+def workload_tables(data: dict) -> list[Table]:
+    head = Table(title=f"{data['name']}: {data['description']}", show_header=False)
+    head.add_column("quantity")
+    head.add_column("value")
+    head.add_row("rank sizes", ", ".join(f"{k}={v}" for k, v in data["rank_sizes"].items()))
+    head.add_row("passes", ", ".join(f"{k}: {v}" for k, v in data["passes"].items()))
+    tensors = Table(title="tensors")
+    for column in ("tensor", "role", "dtype", "elements", "bytes"):
+        tensors.add_column(column)
+    for t in data["tensors"]:
+        tensors.add_row(t["name"], t["role"], t["dtype"], str(t["elements"]), si(t["bytes"], "B"))
+    einsums = Table(title="einsums")
+    for column in ("einsum", "kind", "operations"):
+        einsums.add_column(column)
+    for e in data["einsums"]:
+        einsums.add_row(escape(e["einsum"]), e["kind"], ", ".join(f"{k}: {v}" for k, v in e["ops"].items()))
+    return [head, tensors, einsums]
+
+
 def print_tables(tables: list[Table]) -> None:
     console = Console()
     if not console.is_terminal:

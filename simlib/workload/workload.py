@@ -100,7 +100,7 @@ class Workload:
 @dataclass(frozen=True)
 class TensorInfo:
     name: str
-    role: str             # input, output, intermediate
+    role: str             # input, output, intermediate, or view (a re-indexing of another tensor)
     shape: dict[str, int]
     elements: int
     dtype: str
@@ -149,8 +149,11 @@ class BoundWorkload:
                 extents[ref.name] = [max(a, b) for a, b in zip(old, ext)]
         infos: dict[str, TensorInfo] = {}
         for name, ext in extents.items():
+            writer = self.cascade.computing_writer(name)
             role = ("input" if name in self.cascade.inputs else
-                    "output" if name in self.cascade.outputs else "intermediate")
+                    "output" if name in self.cascade.outputs else
+                    "view" if writer is not None and self.cascade.einsums[writer].kind == "view" else
+                    "intermediate")
             dtype = self.tensor_dtype(name)
             elements = math.prod(ext) * self.batch_factor
             labels = self.workload.spec.tensors.get(name)

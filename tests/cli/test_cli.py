@@ -50,9 +50,16 @@ def test_hardware_list_and_show():
     assert "tensor_core" in run("hardware", "show", "a100").stdout
 
 
-def test_workload_show_reports_passes():
-    data = json.loads(run("workload", "show", "attention-3pass", "--json").stdout)
+def test_workload_show_reports_passes_sizes_and_counts():
+    data = json.loads(run("workload", "show", "attention-3pass", "--set", "seq_q=8", "--set", "seq_kv=16",
+                          "--set", "heads=2", "--json").stdout)
     assert data["passes"] == {"E": 1, "M": 3}
+    tensors = {t["name"]: t for t in data["tensors"]}
+    assert tensors["QK"]["role"] == "intermediate" and tensors["QK"]["bytes"] == 2 * 16 * 8 * 2
+    assert tensors["Q"]["role"] == "input" and tensors["AV"]["role"] == "output"
+    # QK: heads x M x P x E MACs = 2 x 16 x 8 x 64
+    assert data["einsums"][0]["ops"] == {"mac": 2 * 16 * 8 * 64}
+    assert "SN[m,p] = exp(QK[m,p] - GM[p])" in run("workload", "show", "attention-3pass").stdout
 
 
 @pytest.mark.parametrize("args, fragments", [

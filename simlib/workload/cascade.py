@@ -12,6 +12,7 @@ one) must run in the next pass. Streamed values (still indexed by R) are consume
 """
 from __future__ import annotations
 
+import ast
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -60,7 +61,7 @@ class Cascade:
             computing = [i for i in self.writers(name) if self.einsums[i].kind != "init"]
             if len(computing) > 1:
                 texts = "; ".join(self.einsums[i].text for i in computing)
-                raise CascadeError(f"einsums", f"tensor {name} is computed by more than one Einsum ({texts}); "
+                raise CascadeError("einsums", f"tensor {name} is computed by more than one Einsum ({texts}); "
                                                f"expected one (plus constant initialisations)")
 
     def computing_writer(self, tensor: str) -> int | None:
@@ -76,7 +77,7 @@ class Cascade:
         reader_vars = set(self.einsums[reader].variables)
         for w_index, r_index in zip(written.indices, ref.indices):
             if w_index.variables and w_index.variables == r_index.variables and set(w_index.variables) <= reader_vars:
-                probe = {v.upper(): 2 for v in _upper_names(w_index) | _upper_names(r_index)}
+                probe = {name: 2 for name in _upper_names(w_index) | _upper_names(r_index)}
                 w_const, _ = w_index.offsets(probe)
                 r_const, _ = r_index.offsets(probe)
                 if w_const > r_const:
@@ -233,5 +234,4 @@ class Cascade:
 
 
 def _upper_names(index) -> set[str]:
-    import ast
     return {n.id for n in ast.walk(index.node) if isinstance(n, ast.Name) and n.id.isupper()}

@@ -5,6 +5,7 @@ returns a :class:`BoundWorkload` with exact rank sizes, tensor sizes in bytes an
 """
 from __future__ import annotations
 
+import ast
 import math
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -143,7 +144,7 @@ class BoundWorkload:
                 ext = [int(i.max_value(self.rank_sizes, var_sizes)) + 1 for i in ref.indices]
                 old = extents.setdefault(ref.name, ext)
                 if len(old) != len(ext):
-                    raise SimlibInputError(self.workload.source, f"einsums",
+                    raise SimlibInputError(self.workload.source, "einsums",
                                            f"tensor {ref.name} is used with {len(old)} and {len(ext)} indices; "
                                            f"expected one rank count")
                 extents[ref.name] = [max(a, b) for a, b in zip(old, ext)]
@@ -208,7 +209,6 @@ def workload_from_spec(spec: WorkloadSpec, source: str) -> Workload:
                                        f"one of: {', '.join(spec.ranks)} under 'ranks'")
         for ref in (einsum.output, *einsum.reads):
             for index in ref.indices:
-                import ast
                 for node in ast.walk(index.node):
                     if isinstance(node, ast.Name) and node.id.isupper() and node.id not in spec.ranks:
                         raise SimlibInputError(source, f"einsums[{i}] '{einsum.text}'",

@@ -1,0 +1,1 @@
+"""Models beyond the generic cascade roofline; each is one module."""

@@ -1,0 +1,149 @@
+"""Tile-level IO and occupancy model of GPU attention kernels (forward pass), vectorized over shapes and tiles.
+
+Kernels, per head (nq queries, nkv keys, head dims d and dv, s bytes per element, fp32 softmax statistics):
+
+* ``standard`` — unfused (Dao et al. 2022, Algorithm 0): S = QKᵀ written to HBM, each elementwise kernel over S
+  (causal mask when causal, softmax) reads and writes nq·nkv, P read by the PV product.
+  HBM = s·(nq·d + nkv·d + nkv·dv + nq·dv) + s·nq·nkv·(2 + 2·kernels), i.e. Θ(Nd + N²).
+* ``flash1`` — FlashAttention (Dao et al. 2022, Algorithm 1): outer loop over K/V blocks, inner over Q blocks;
+  K, V read once; every visited tile reads Q_i, O_i, ℓ_i, m_i and writes O_i, ℓ_i, m_i; O, ℓ, m initialised in
+  HBM. One thread block per (batch, head). HBM = Θ(N²d²/M) with B_c = ⌈M/4d⌉.
+* ``flash2`` — FlashAttention-2 (Dao 2023): outer loop over Q blocks, parallel over batch × heads × Q blocks;
+  Q read once, K and V streamed once per visited tile, O and the log-sum-exp written once. The K/V streams of
+  Q tiles of one head that run at the same time are served by L2 when the heads in flight fit there.
+* ``flash3`` — FlashAttention-3 (Shah et al. 2024): flash2's IO with two K/V pipeline stages in shared memory
+  and the softmax of one warpgroup overlapped with the GEMMs of the other (ping-pong).
+
+Time: tensor-core MACs, SFU exps and other vector ops are summed over all thread blocks; on an SM a block's work
+is its share, so compute time is quantized by waves over the SMs: t = t_total · SMs · ⌈blocks/SMs⌉ / blocks.
+flash1/flash2 run softmax and GEMMs one after the other within a warp (compute = tensor + exp + vector);
+flash3 overlaps them (compute = max). Time = max(compute, HBM bytes / bandwidth). The tensor rate is capped by
+a per-kernel efficiency ceiling from published measurements (see KERNEL_CEILING).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from simlib.dtypes import dtype_bytes
+from simlib.errors import SimlibInputError
+from simlib.hardware.schema import HardwareSpec
+from simlib.models.tile_counts import tile_counts
+
+KERNELS = ("standard", "flash1", "flash2", "flash3")
+TILE_CHOICES = (16, 32, 64, 128, 256)
+STATS_BYTES = 4
+ACCUMULATOR_BYTES = 4
+
+# Fraction of the tensor-core peak a kernel's matmuls reach at best, from published measurements:
+#   flash2: 230 of 312 TFLOP/s on A100, forward (FlashAttention-2 paper, via reference/flash.md) -> 0.73;
+#   flash3: 740 of 989 TFLOP/s on H100, FP16 forward (FlashAttention-3 paper, via reference/flash.md) -> 0.75;
+#   flash1: 25-40 % of A100 peak (FlashAttention-2 paper's statement about FlashAttention) -> 0.40;
+#   standard: its GEMMs are cuBLAS calls; the 8192^3 bf16 matmul measured on H200 reaches 770-800 of 989
+#   TFLOP/s (reference/hardware.md) -> 0.79.
+KERNEL_CEILING = {"standard": 0.79, "flash1": 0.40, "flash2": 0.73, "flash3": 0.75}
+
+
+def _level(hw: HardwareSpec, name: str) -> float:
+    for level in hw.memory:
+        if level.name == name:
+            return level.capacity_bytes
+    raise SimlibInputError(hw.source_file or hw.name, "memory",
+                           f"attention model needs a '{name}' memory level (per SM capacity)")
+
+
+def _unit(hw: HardwareSpec, kind: str) -> str:
+    for name, unit in hw.compute.items():
+        if unit.kind == kind:
+            return name
+    raise SimlibInputError(hw.source_file or hw.name, "compute", f"attention model needs a '{kind}' unit")
+
+
+def sram_per_block(kernel, bq, bkv, d, dv, s):
+    """(shared-memory bytes, register bytes) one thread block holds."""
+    kernel = np.asarray(kernel)
+    smem = np.select([kernel == "flash1", kernel == "flash3", kernel == "standard"],
+                     [s * (bq * d + bkv * (d + dv) + bq * dv), s * (bq * d + 2 * bkv * (d + dv)), 0],
+                     s * (bq * d + bkv * (d + dv)))
+    regs = np.where(kernel == "standard", 0, ACCUMULATOR_BYTES * (bq * bkv + bq * dv))
+    return smem, regs
+
+
+def attention_forward(hw: HardwareSpec, *, batch, heads, seq_q, seq_kv, head_dim, head_dim_v=None,
+                      dtype="bf16", causal=False, kernel="flash2", block_q=128, block_kv=128,
+                      efficiency=None) -> dict[str, np.ndarray]:
+    """Predict the forward pass; every numeric argument may be a numpy array (broadcast together)."""
+    head_dim_v = head_dim if head_dim_v is None else head_dim_v
+    kernel_arr = np.asarray(kernel)
+    arrays = np.broadcast_arrays(np.asarray(batch), np.asarray(heads), np.asarray(seq_q), np.asarray(seq_kv),
+                                 np.asarray(head_dim), np.asarray(head_dim_v), np.asarray(causal),
+                                 np.asarray(block_q), np.asarray(block_kv), kernel_arr)
+    b, h, nq, nkv, d, dv, causal, bq, bkv, kernel_arr = (np.asarray(a) for a in arrays)
+    for name, value in (("batch", b), ("heads", h), ("seq_q", nq), ("seq_kv", nkv), ("head_dim", d),
+                        ("head_dim_v", dv), ("block_q", bq), ("block_kv", bkv)):
+        if np.any(value <= 0):
+            raise SimlibInputError("--set", name, f"expected a positive integer, got {value.min()}")
+    if np.any(causal.astype(bool) & (nq > nkv)):
+        raise SimlibInputError("--set", "seq_q", "causal attention needs seq_q <= seq_kv")
+    s = dtype_bytes(dtype)
+    bh = (b * h).astype(np.float64)
+    t = tile_counts(nq, nkv, bq, bkv, causal)
+    std = kernel_arr == "standard"
+    f1 = kernel_arr == "flash1"
+
+    # operations (per head, then x batch x heads); standard computes the full matrix, masked or not
+    scores = np.where(std, nq * nkv, t.score_elements)
+    macs = scores * (d + dv)
+    rescale_rows = np.where(std, 0, t.q_rows_read)
+    exps = scores + rescale_rows
+    vector_ops = 4 * scores + rescale_rows * dv + nq * dv
+    # HBM bytes per head
+    n_elementwise = 1 + causal.astype(np.int64)
+    standard_bytes = s * (nq * d + nkv * d + nkv * dv + nq * dv) + s * nq * nkv * (2 + 2 * n_elementwise)
+    flash1_bytes = (s * nkv * (d + dv) + t.q_rows_read * (s * d + 2 * s * dv + 4 * STATS_BYTES)
+                    + nq * (s * dv + 2 * STATS_BYTES))
+    smem, regs = sram_per_block(kernel_arr, bq, bkv, d, dv, s)
+    smem_cap, reg_cap = _level(hw, "smem"), _level(hw, "registers")
+    sms = hw.processors.count
+    blocks = np.select([std, f1], [np.inf, bh], bh * t.row_blocks)
+    per_sm = np.minimum(np.floor_divide(smem_cap, np.maximum(smem, 1)),
+                        np.floor_divide(reg_cap, np.maximum(regs, 1)))
+    # L2 reuse: Q tiles of one head run side by side (the Q-tile index varies fastest in the grid), so while
+    # the K/V of the heads in flight fit in L2, a head's K/V come from HBM once per group of concurrent tiles.
+    concurrent = np.minimum(sms * np.maximum(per_sm, 1), np.where(std, 1, blocks))
+    kv_head_bytes = s * nkv * (d + dv)
+    heads_in_flight = np.ceil(concurrent / t.row_blocks) + 1
+    l2 = next((lvl.capacity_bytes for lvl in hw.memory if lvl.kind == "cache" and lvl.capacity_bytes), 0.0)
+    reads_per_head = np.where(heads_in_flight * kv_head_bytes <= l2,
+                              np.ceil(t.row_blocks / concurrent), t.row_blocks)
+    kv_hbm_rows = t.kv_rows_read * reads_per_head / t.row_blocks
+    flash2_bytes = s * nq * d + kv_hbm_rows * s * (d + dv) + s * nq * dv + nq * STATS_BYTES
+    hbm = bh * np.select([std, f1], [standard_bytes, flash1_bytes], flash2_bytes)
+    waves = np.where(std, 1, np.ceil(blocks / (sms * np.maximum(per_sm, 1))))
+    quantization = np.where(std, 1.0, sms * np.ceil(blocks / sms) / np.where(std, 1, blocks))
+
+    ceiling = np.asarray([KERNEL_CEILING[k] for k in kernel_arr.ravel()]).reshape(kernel_arr.shape) \
+        if efficiency is None else np.asarray(efficiency, dtype=float)
+    tc_rate = hw.issue_rate(_unit(hw, "matrix"), dtype)
+    if tc_rate is None:
+        raise SimlibInputError(hw.source_file or hw.name, "dtype",
+                               f"{hw.name}'s tensor core has no {dtype} rate")
+    sfu_rate = hw.issue_rate(_unit(hw, "special"), "fp32")
+    vec_rate = hw.issue_rate(_unit(hw, "vector"), "fp32")
+    tensor_s = bh * macs / (tc_rate * ceiling) * quantization
+    exp_s = bh * exps / sfu_rate * quantization
+    vector_s = bh * vector_ops / vec_rate * quantization
+    compute_s = np.where(kernel_arr == "flash3", np.maximum(tensor_s, exp_s + vector_s),
+                         tensor_s + exp_s + vector_s)
+    hbm_s = hbm / hw.dram.bandwidth_bytes_per_s
+    time_s = np.maximum(compute_s, hbm_s)
+    matmul_flops = 2 * bh * macs
+    return {
+        "time_s": time_s, "flops": matmul_flops, "useful_flops": 2 * bh * t.useful_elements * (d + dv),
+        "exp_ops": bh * exps, "other_ops": bh * vector_ops, "bytes_dram": hbm,
+        "tflops": matmul_flops / time_s / 1e12, "useful_tflops": 2 * bh * t.useful_elements * (d + dv) / time_s / 1e12,
+        "smem_bytes_per_block": smem, "register_bytes_per_block": regs,
+        "fits": np.where(std, True, (smem <= smem_cap) & (regs <= reg_cap)),
+        "thread_blocks": blocks, "waves": waves, "tensor_s": tensor_s, "exp_s": exp_s, "vector_s": vector_s,
+        "hbm_s": hbm_s, "bound": np.where(hbm_s >= compute_s, "hbm", "compute"),
+        "block_q": bq, "block_kv": bkv,
+    }

@@ -9,11 +9,14 @@ import typer
 
 from simlib.api import predict as predict_api
 from simlib.cli.render import (hardware_detail, hardware_table, prediction_tables, print_tables, to_json,
-                               workload_tables)
+                               workload_tables, model_table)
 from simlib.cli.values import parse_settings
 from simlib.errors import SimlibInputError
+from simlib.models.attention_cli import predict_attention
 from simlib.hardware.catalog import hardware_names, load_hardware
 from simlib.workload.workload import load_workload, workload_names
+
+MODELS = {"attention": predict_attention}
 
 app = typer.Typer(help="Performance simulator and analytical models for attention.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
@@ -95,9 +98,18 @@ def predict(workload: str = typer.Argument(..., help="Workload catalog name or p
             settings: Optional[List[str]] = typer.Option(None, "--set", help="Parameter as name=value."),
             sustained: bool = typer.Option(False, "--sustained", help="Use measured sustained rates where given."),
             json_out: bool = typer.Option(False, "--json", help="Print one JSON object.")):
-    """Predict time, FLOPs, bytes per memory level and the bound of a workload on a device."""
+    """Predict time, FLOPs, bytes per memory level and the bound of a workload on a device.
+
+    WORKLOAD is a cascade (catalog name or YAML path) or a model: 'attention' (GPU attention kernels).
+    """
     with input_errors():
-        result = predict_api(workload, hardware, sustained=sustained, **parse_settings(settings))
+        if workload in MODELS:
+            data = MODELS[workload](load_hardware(hardware), parse_settings(settings))
+        else:
+            result = predict_api(workload, hardware, sustained=sustained, **parse_settings(settings))
+    if workload in MODELS:
+        typer.echo(to_json(data)) if json_out else print_tables([model_table(workload, data)])
+        return
     if json_out:
         typer.echo(to_json(result.to_dict()))
     else:

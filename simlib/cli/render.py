@@ -110,6 +110,23 @@ def workload_tables(data: dict) -> list[Table]:
     return [head, tensors, einsums]
 
 
+def model_table(model: str, data: dict | list[dict]) -> Table:
+    rows = data if isinstance(data, list) else [data]
+    table = Table(title=f"{model} on {rows[0]['hardware']}")
+    columns = ["kernel", "time", "TFLOP/s", "HBM bytes", "block_q", "block_kv", "waves", "bound"]
+    if "speedup" in rows[0]:
+        columns.append("speedup vs standard")
+    for column in columns:
+        table.add_column(column)
+    for r in rows:
+        cells = [r["kernel"], si(r["time_s"], "s"), f"{r['tflops']:.1f}", si(r["bytes"]["dram"], "B"),
+                 str(r["block_q"] or "-"), str(r["block_kv"] or "-"), str(r["waves"] or "-"), r["bound"]]
+        if "speedup" in r:
+            cells.append(f"{r['speedup']:.2f}x")
+        table.add_row(*cells)
+    return table
+
+
 def print_tables(tables: list[Table]) -> None:
     console = Console()
     if not console.is_terminal:

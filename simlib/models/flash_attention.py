@@ -17,7 +17,9 @@ Kernels, per head (nq queries, nkv keys, head dims d and dv, s bytes per element
 Time: tensor-core MACs, SFU exps and other vector ops are summed over all thread blocks; on an SM a block's work
 is its share, so compute time is quantized by waves over the SMs: t = t_total · SMs · ⌈blocks/SMs⌉ / blocks.
 flash1/flash2 run softmax and GEMMs one after the other within a warp (compute = tensor + exp + vector);
-flash3 overlaps them (compute = max). Time = max(compute, HBM bytes / bandwidth). The tensor rate is capped by
+flash3 overlaps them (compute = max). Every visited tile also streams its K/V block (flash1: its Q/O block)
+through L2 and shared memory; those bytes over the L2 and shared-memory bandwidths (where the YAML gives them)
+are roofs too, which is what makes very small tiles slow. Time = max(compute, HBM, L2, shared memory). The tensor rate is capped by
 a per-kernel efficiency ceiling from published measurements (see KERNEL_CEILING).
 """
 from __future__ import annotations
@@ -49,6 +51,10 @@ def _level(hw: HardwareSpec, name: str) -> float:
             return level.capacity_bytes
     raise SimlibInputError(hw.source_file or hw.name, "memory",
                            f"attention model needs a '{name}' memory level (per SM capacity)")
+
+
+def _bandwidth(hw: HardwareSpec, name: str) -> float | None:
+    return next((lvl.bandwidth_bytes_per_s for lvl in hw.memory if lvl.name == name), None)
 
 
 def _unit(hw: HardwareSpec, kind: str) -> str:
@@ -135,7 +141,15 @@ def attention_forward(hw: HardwareSpec, *, batch, heads, seq_q, seq_kv, head_dim
     compute_s = np.where(kernel_arr == "flash3", np.maximum(tensor_s, exp_s + vector_s),
                          tensor_s + exp_s + vector_s)
     hbm_s = hbm / hw.dram.bandwidth_bytes_per_s
-    time_s = np.maximum(compute_s, hbm_s)
+    # every visited tile streams its K/V block through L2 and shared memory into the tensor cores
+    on_chip = bh * np.where(std, 0, s * (nq * d + nq * dv) + np.where(f1, t.q_rows_read * s * (d + 2 * dv),
+                                                                       t.kv_rows_read * s * (d + dv)))
+    smem_bw = _bandwidth(hw, "smem")
+    l2_bw = next((lvl.bandwidth_bytes_per_s for lvl in hw.memory if lvl.kind == "cache"), None)
+    smem_s = on_chip / smem_bw if smem_bw else np.zeros_like(hbm_s)
+    l2_s = on_chip / l2_bw if l2_bw else np.zeros_like(hbm_s)
+    memory_s = np.maximum(hbm_s, np.maximum(smem_s, l2_s))
+    time_s = np.maximum(compute_s, memory_s)
     matmul_flops = 2 * bh * macs
     return {
         "time_s": time_s, "flops": matmul_flops, "useful_flops": 2 * bh * t.useful_elements * (d + dv),
@@ -144,6 +158,8 @@ def attention_forward(hw: HardwareSpec, *, batch, heads, seq_q, seq_kv, head_dim
         "smem_bytes_per_block": smem, "register_bytes_per_block": regs,
         "fits": np.where(std, True, (smem <= smem_cap) & (regs <= reg_cap)),
         "thread_blocks": blocks, "waves": waves, "tensor_s": tensor_s, "exp_s": exp_s, "vector_s": vector_s,
-        "hbm_s": hbm_s, "bound": np.where(hbm_s >= compute_s, "hbm", "compute"),
+        "hbm_s": hbm_s, "smem_s": smem_s, "l2_s": l2_s, "bytes_on_chip": on_chip,
+        "bound": np.select([compute_s >= memory_s, hbm_s >= np.maximum(smem_s, l2_s), l2_s >= smem_s],
+                           ["compute", "hbm", "l2"], "smem"),
         "block_q": bq, "block_kv": bkv,
     }

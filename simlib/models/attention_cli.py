@@ -1,0 +1,91 @@
+"""``simlib predict attention``: parameters from ``--set``, tile choice, one kernel or a comparison of all."""
+from __future__ import annotations
+
+import numpy as np
+
+from simlib.errors import SimlibInputError
+from simlib.hardware.schema import HardwareSpec
+from simlib.models.flash_attention import KERNELS, TILE_CHOICES, attention_forward
+
+DEFAULTS = {"batch": 1, "heads": 16, "kv_heads": None, "seq_q": 4096, "seq_kv": 4096, "head_dim": 128,
+            "head_dim_v": None, "dtype": "bf16", "causal": False, "kernel": "flash2", "block_q": None,
+            "block_kv": None, "efficiency": None}
+MAX_HEAD_DIM = 256   # largest head dim FlashAttention-2/3 kernels support (their READMEs)
+
+
+def _parameters(settings: dict) -> dict:
+    params = dict(DEFAULTS)
+    for name, value in settings.items():
+        if name == "seq":
+            params["seq_q"] = params["seq_kv"] = value
+        elif name in params:
+            params[name] = value
+        else:
+            raise SimlibInputError("--set", name, f"attention has no parameter '{name}' (expected one of: seq, "
+                                                  f"{', '.join(DEFAULTS)})")
+    for name in ("batch", "heads", "seq_q", "seq_kv", "head_dim"):
+        if not isinstance(params[name], int) or params[name] <= 0:
+            raise SimlibInputError("--set", name, f"expected a positive integer, got {params[name]!r}")
+    params["kv_heads"] = params["kv_heads"] or params["heads"]
+    params["head_dim_v"] = params["head_dim_v"] or params["head_dim"]
+    if params["heads"] % params["kv_heads"]:
+        raise SimlibInputError("--set", "kv_heads", f"kv_heads={params['kv_heads']} must divide "
+                                                    f"heads={params['heads']} (grouped-query attention)")
+    for name in ("head_dim", "head_dim_v"):
+        if params[name] > MAX_HEAD_DIM or params[name] % 8:
+            raise SimlibInputError("--set", name, f"head dim {params[name]} not supported: expected a multiple "
+                                                  f"of 8 up to {MAX_HEAD_DIM}")
+    if params["kernel"] not in (*KERNELS, "all"):
+        raise SimlibInputError("--set", "kernel", f"unknown kernel {params['kernel']!r} (expected one of: "
+                                                  f"{', '.join(KERNELS)}, all)")
+    return params
+
+
+def _model_args(params: dict) -> dict:
+    return {k: params[k] for k in ("batch", "heads", "seq_q", "seq_kv", "head_dim", "head_dim_v", "dtype",
+                                   "causal", "efficiency")}
+
+
+def predict_kernel(hw: HardwareSpec, params: dict, kernel: str) -> dict:
+    """One kernel; tiles searched over TILE_CHOICES when not given (fastest tile pair that fits)."""
+    bq = params["block_q"] if params["block_q"] is not None else np.array(TILE_CHOICES)[:, None]
+    bkv = params["block_kv"] if params["block_kv"] is not None else np.array(TILE_CHOICES)[None, :]
+    result = attention_forward(hw, kernel=kernel, block_q=bq, block_kv=bkv, **_model_args(params))
+    fits = np.broadcast_to(result["fits"], result["time_s"].shape)
+    if not fits.any():
+        smem = float(np.min(result["smem_bytes_per_block"]))
+        raise SimlibInputError("--set", "block_q/block_kv",
+                               f"tiles do not fit: {kernel} needs {smem:.0f} B of shared memory and "
+                               f"{float(np.min(result['register_bytes_per_block'])):.0f} B of registers per block; "
+                               f"{hw.name} has {hw.memory[[l.name for l in hw.memory].index('smem')].capacity_bytes:.0f} B "
+                               f"of shared memory per SM")
+    time = np.where(fits, result["time_s"], np.inf)
+    # among tiles within 0.1 % of the fastest, the one moving the fewest bytes through L2 / shared memory
+    near = time <= time.min() * (1 + 1e-3)
+    on_chip = np.broadcast_to(result["bytes_on_chip"], fits.shape)
+    best = np.unravel_index(np.argmin(np.where(near, on_chip + result["bytes_dram"], np.inf)), fits.shape)
+    row = {k: np.broadcast_to(v, fits.shape)[best].item() for k, v in result.items()}
+    return {"kernel": kernel, "hardware": hw.name, "time_s": row["time_s"], "flops": row["flops"],
+            "useful_flops": row["useful_flops"], "bytes": {"dram": row["bytes_dram"]}, "tflops": row["tflops"],
+            "waves": int(row["waves"]) if np.isfinite(row["waves"]) else None,
+            "thread_blocks": row["thread_blocks"] if np.isfinite(row["thread_blocks"]) else None,
+            "block_q": None if kernel == "standard" else int(row["block_q"]),
+            "block_kv": None if kernel == "standard" else int(row["block_kv"]),
+            "smem_bytes_per_block": row["smem_bytes_per_block"],
+            "register_bytes_per_block": row["register_bytes_per_block"], "bound": row["bound"],
+            "time_s_by_resource": {"tensor": row["tensor_s"], "exp": row["exp_s"], "vector": row["vector_s"],
+                                   "hbm": row["hbm_s"], "l2": row["l2_s"], "smem": row["smem_s"]},
+            "exp_ops": row["exp_ops"], "other_ops": row["other_ops"]}
+
+
+def predict_attention(hw: HardwareSpec, settings: dict) -> dict | list[dict]:
+    params = _parameters(settings)
+    if hw.family != "gpu":
+        raise SimlibInputError(hw.source_file or hw.name, "family", "the attention model needs a gpu")
+    if params["kernel"] != "all":
+        return {**predict_kernel(hw, params, params["kernel"]), "parameters": params}
+    rows = [predict_kernel(hw, params, k) for k in KERNELS]
+    base = rows[0]["time_s"]
+    for row in rows:
+        row["speedup"] = base / row["time_s"]
+    return rows

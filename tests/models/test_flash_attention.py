@@ -1,0 +1,122 @@
+"""Tile-level attention model: HBM bytes against the closed forms of Dao et al. 2022 worked by hand, the IO
+theorems as properties, wave quantization by hand, and the CLI's exact form."""
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from simlib.hardware import load_hardware
+from simlib.models.flash_attention import attention_forward
+
+TINY = Path(__file__).parent.parent / "data" / "tiny_gpu.yaml"   # no L2: no K/V reuse across Q tiles
+
+
+def fwd(hw, **kw):
+    args = dict(batch=1, heads=1, head_dim=64, dtype="bf16", causal=False, block_q=64, block_kv=64)
+    args.update(kw)
+    return attention_forward(load_hardware(hw), **args)
+
+
+def test_standard_attention_bytes_by_hand():
+    n, d, s = 1024, 64, 2
+    r = fwd(TINY, seq_q=n, seq_kv=n, kernel="standard")
+    # Q, K, V read, O written; S written, softmax reads S and writes P, PV reads P
+    assert r["bytes_dram"] == s * (4 * n * d) + s * n * n * 4
+    causal = fwd(TINY, seq_q=n, seq_kv=n, kernel="standard", causal=True)
+    assert causal["bytes_dram"] == s * (4 * n * d) + s * n * n * 6     # plus a mask kernel: read + write S
+
+
+def test_flash2_bytes_by_hand_without_l2():
+    n, d, s, bq = 1000, 64, 2, 64
+    r = fwd(TINY, seq_q=n, seq_kv=n, kernel="flash2", block_q=bq, block_kv=32)
+    tr = math.ceil(n / bq)
+    # Q once, K and V once per Q tile, O once, fp32 log-sum-exp once
+    assert r["bytes_dram"] == s * n * d + tr * n * s * 2 * d + s * n * d + 4 * n
+
+
+def test_flash1_bytes_by_hand():
+    n, d, s, bkv = 1000, 64, 2, 128
+    r = fwd(TINY, seq_q=n, seq_kv=n, kernel="flash1", block_q=32, block_kv=bkv)
+    tc = math.ceil(n / bkv)
+    # K, V once; per K/V block every Q row reads Q, O, l, m and writes O, l, m; O, l, m initialised
+    assert r["bytes_dram"] == s * n * 2 * d + tc * n * (s * d + 2 * s * d + 16) + n * (s * d + 8)
+
+
+def test_l2_serves_concurrent_q_tiles_of_one_head():
+    # H100: 4 MB of K/V per head at 8192 x 128 fits its 50 MB L2 -> K/V leave HBM once per head.
+    n, d, s = 8192, 128, 2
+    r = fwd("h100", seq_q=n, seq_kv=n, head_dim=d, kernel="flash2", block_q=128, block_kv=128)
+    assert r["bytes_dram"] == s * n * d * 4 + 4 * n
+
+
+def test_causal_computes_about_half_and_counts_useful_flops_exactly():
+    n, d = 4096, 64
+    full = fwd(TINY, seq_q=n, seq_kv=n, kernel="flash2")
+    causal = fwd(TINY, seq_q=n, seq_kv=n, kernel="flash2", causal=True)
+    assert causal["useful_flops"] == 2 * (n * (n + 1) / 2) * 2 * d
+    # with 64 x 64 tiles the diagonal tiles are computed whole: (T(T+1)/2) tiles of 64 x 64 out of T^2
+    t = n // 64
+    assert causal["flops"] / full["flops"] == pytest.approx((t * (t + 1) / 2) / t ** 2, rel=1e-12)
+
+
+def test_waves_and_tail_by_hand():
+    # H100, 132 SMs; 1 x 1 x 16384 queries in 128-row tiles = 128 thread blocks: one wave, 4 SMs idle.
+    hw = load_hardware("h100")
+    r = fwd("h100", seq_q=16384, seq_kv=16384, head_dim=128, kernel="flash2", block_q=128, block_kv=64)
+    assert r["thread_blocks"] == 128 and r["waves"] == 1
+    macs = 16384 * 16384 * 256
+    assert r["tensor_s"] == pytest.approx(macs / (hw.issue_rate("tensor_core", "bf16") * 0.73) * 132 / 128)
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.sampled_from([1024, 2048, 4096, 16384, 65536]), d=st.sampled_from([64, 128]),
+       hw=st.sampled_from(["a100", "h100", "b200"]))
+def test_io_theorems(n, d, hw):
+    """FlashAttention (Algorithm 1, B_c = ceil(M/4d), B_r = min(B_c, d)) moves Theta(N^2 d^2 / M) elements,
+    never fewer than the compulsory Q, K, V, O, and never more than standard attention's Theta(Nd + N^2)
+    when M >= d^2 (true for every shipped GPU's shared memory)."""
+    spec = load_hardware(hw)
+    m = spec.memory[[l.name for l in spec.memory].index("smem")].capacity_bytes / 2   # SRAM in bf16 elements
+    bc = math.ceil(m / (4 * d))
+    br = min(bc, d)
+    flash = fwd(hw, seq_q=n, seq_kv=n, head_dim=d, kernel="flash1", block_q=br, block_kv=bc)["bytes_dram"] / 2
+    standard = fwd(hw, seq_q=n, seq_kv=n, head_dim=d, kernel="standard")["bytes_dram"] / 2
+    assert flash >= 4 * n * d
+    assert flash <= standard
+    if m <= n * d:       # the theorem's range d <= M <= Nd; the bound's constant is ~12 for Algorithm 1
+        assert 1 <= flash / (n * n * d * d / m) <= 20
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "simlib.cli.main", *args], capture_output=True, text=True)
+
+
+def test_cli_exact_form():
+    out = run("predict", "attention", "--hardware", "h100", "--set", "batch=4", "--set", "heads=16", "--set",
+              "seq=8192", "--set", "head_dim=128", "--set", "dtype=bf16", "--set", "causal=true", "--set",
+              "kernel=flash2", "--json")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    for key in ("time_s", "flops", "tflops", "waves", "block_q", "block_kv"):
+        assert key in data
+    assert data["bytes"]["dram"] > 0
+    assert data["tflops"] == pytest.approx(data["flops"] / data["time_s"] / 1e12)
+    table = run("predict", "attention", "--hardware", "a100", "--set", "kernel=all")
+    assert "speedup vs standard" in table.stdout and "flash3" in table.stdout
+
+
+@pytest.mark.parametrize("setting, fragment", [
+    (["--set", "block_q=256", "--set", "block_kv=256", "--set", "head_dim=256"], "tiles do not fit"),
+    (["--set", "head_dim=300"], "head dim 300 not supported"),
+    (["--set", "heads=6", "--set", "kv_heads=4"], "must divide heads=6"),
+    (["--set", "kernel=flash9"], "unknown kernel"),
+])
+def test_cli_bad_attention_input(setting, fragment):
+    out = run("predict", "attention", "--hardware", "a100", *setting)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert fragment in out.stderr

@@ -115,7 +115,7 @@ def model_table(model: str, data: dict | list[dict]) -> Table:
     table = Table(title=f"{model} on {rows[0]['hardware']}")
     columns = ["kernel", "time", "TFLOP/s", "HBM bytes", "block_q", "block_kv", "waves", "bound"]
     if "speedup" in rows[0]:
-        columns.append("speedup vs standard")
+        columns.append(f"speedup vs {rows[0]['kernel']}")
     for column in columns:
         table.add_column(column)
     for r in rows:

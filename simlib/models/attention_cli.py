@@ -5,11 +5,12 @@ import numpy as np
 
 from simlib.errors import SimlibInputError
 from simlib.hardware.schema import HardwareSpec
+from simlib.models.decode_attention import DECODE_KERNELS, decode_forward
 from simlib.models.flash_attention import KERNELS, TILE_CHOICES, attention_forward
 
 DEFAULTS = {"batch": 1, "heads": 16, "kv_heads": None, "seq_q": 4096, "seq_kv": 4096, "head_dim": 128,
             "head_dim_v": None, "dtype": "bf16", "causal": False, "kernel": "flash2", "block_q": None,
-            "block_kv": None, "efficiency": None}
+            "block_kv": None, "efficiency": None, "splits": None}
 MAX_HEAD_DIM = 256   # largest head dim FlashAttention-2/3 kernels support (their READMEs)
 
 
@@ -35,9 +36,11 @@ def _parameters(settings: dict) -> dict:
         if params[name] > MAX_HEAD_DIM or params[name] % 8:
             raise SimlibInputError("--set", name, f"head dim {params[name]} not supported: expected a multiple "
                                                   f"of 8 up to {MAX_HEAD_DIM}")
-    if params["kernel"] not in (*KERNELS, "all"):
+    if params["kernel"] not in (*KERNELS, *DECODE_KERNELS, "all"):
         raise SimlibInputError("--set", "kernel", f"unknown kernel {params['kernel']!r} (expected one of: "
-                                                  f"{', '.join(KERNELS)}, all)")
+                                                  f"{', '.join((*KERNELS, *DECODE_KERNELS[1:]))}, all)")
+    if params["kernel"] in DECODE_KERNELS[1:] and params["seq_q"] != 1:
+        raise SimlibInputError("--set", "seq_q", f"{params['kernel']} is a decode kernel: expected seq_q=1")
     return params
 
 
@@ -78,13 +81,30 @@ def predict_kernel(hw: HardwareSpec, params: dict, kernel: str) -> dict:
             "exp_ops": row["exp_ops"], "other_ops": row["other_ops"]}
 
 
+def predict_decode(hw: HardwareSpec, params: dict, kernel: str) -> dict:
+    r = decode_forward(hw, batch=params["batch"], heads=params["heads"], kv_heads=params["kv_heads"],
+                       seq_kv=params["seq_kv"], head_dim=params["head_dim"], head_dim_v=params["head_dim_v"],
+                       dtype=params["dtype"], kernel=kernel, block_kv=params["block_kv"] or 128,
+                       splits=params["splits"])
+    row = {k: np.asarray(v).item() for k, v in r.items()}
+    return {"kernel": kernel, "hardware": hw.name, "time_s": row["time_s"], "flops": row["flops"],
+            "bytes": {"dram": row["bytes_dram"]}, "tflops": row["tflops"], "waves": None,
+            "thread_blocks": row["thread_blocks"], "active_sms": int(row["active_sms"]),
+            "splits": int(row["splits"]), "block_q": None, "block_kv": params["block_kv"] or 128,
+            "bound": "hbm" if row["hbm_s"] >= row["compute_s"] else "compute"}
+
+
 def predict_attention(hw: HardwareSpec, settings: dict) -> dict | list[dict]:
     params = _parameters(settings)
     if hw.family != "gpu":
         raise SimlibInputError(hw.source_file or hw.name, "family", "the attention model needs a gpu")
+    decode = params["seq_q"] == 1
     if params["kernel"] != "all":
+        if params["kernel"] in DECODE_KERNELS[1:] or (decode and params["kernel"] == "flash2"):
+            return {**predict_decode(hw, params, params["kernel"]), "parameters": params}
         return {**predict_kernel(hw, params, params["kernel"]), "parameters": params}
-    rows = [predict_kernel(hw, params, k) for k in KERNELS]
+    rows = ([predict_decode(hw, params, k) for k in DECODE_KERNELS] if decode
+            else [predict_kernel(hw, params, k) for k in KERNELS])
     base = rows[0]["time_s"]
     for row in rows:
         row["speedup"] = base / row["time_s"]

@@ -1,0 +1,78 @@
+"""Decode-phase attention on GPUs: one new token per sequence against a long KV cache, vectorized.
+
+With grouped-query attention the g = heads / kv_heads query heads sharing a KV head form one Q tile, so the
+natural grid has batch × kv_heads thread blocks — often far fewer than SMs (reference/flash.md, FlashDecoding).
+
+* ``flash2`` — one block per (batch, kv head) streams the whole cache.
+* ``flashdecoding`` — split-KV: the cache of each (batch, kv head) is cut into ``splits`` chunks processed by
+  separate blocks, then a reduction kernel rescales the partial results by their maxima and sums them.
+  Automatic splits: see :func:`auto_splits`.
+* ``lean`` — Lean Attention (Sanovar et al. 2024): the (batch, kv head, K/V tile) work units are dealt out
+  stream-K style, an equal share to every SM; heads cut across SMs are fixed up by the associative softmax
+  reduction.
+
+Assumption, stated once: an SM can pull at most its 1/SMs share of the HBM bandwidth, so a grid that occupies
+only some SMs streams the cache proportionally slower. Compute is quantized per SM as in flash_attention.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from simlib.dtypes import dtype_bytes
+from simlib.errors import SimlibInputError
+from simlib.hardware.schema import HardwareSpec
+from simlib.models.flash_attention import KERNEL_CEILING, STATS_BYTES
+
+DECODE_KERNELS = ("flash2", "flashdecoding", "lean")
+MAX_SPLITS = 128
+
+
+def auto_splits(groups, tiles, sms):
+    """Split count by wave efficiency, blocks / (waves × SMs): the smallest count within 85 % of the best
+    efficiency over 1..min(K/V tiles, 128) (the rule FlashAttention-2's split-KV heuristic follows)."""
+    candidates = np.arange(1, MAX_SPLITS + 1).reshape((1,) * np.ndim(groups) + (-1,))
+    groups = np.asarray(groups, dtype=float)[..., None]
+    allowed = candidates <= np.asarray(tiles)[..., None]
+    blocks = groups * candidates
+    efficiency = np.where(allowed, blocks / (np.ceil(blocks / sms) * sms), 0.0)
+    good = efficiency >= 0.85 * efficiency.max(axis=-1, keepdims=True)
+    return np.argmax(good, axis=-1) + 1.0
+
+
+def decode_forward(hw: HardwareSpec, *, batch, heads, kv_heads, seq_kv, head_dim, head_dim_v=None,
+                   dtype="bf16", kernel="flashdecoding", block_kv=128, splits=None) -> dict[str, np.ndarray]:
+    head_dim_v = head_dim if head_dim_v is None else head_dim_v
+    b, h, hk, n, d, dv, bkv, kernel = (np.asarray(a) for a in np.broadcast_arrays(
+        batch, heads, kv_heads, seq_kv, head_dim, head_dim_v, block_kv, np.asarray(kernel)))
+    if np.any(h % hk):
+        raise SimlibInputError("--set", "kv_heads", "kv_heads must divide heads")
+    s = dtype_bytes(dtype)
+    sms = hw.processors.count
+    g = h // hk                                   # query heads per KV head: rows of the Q tile
+    groups = (b * hk).astype(np.float64)
+    tiles = np.ceil(n / bkv)
+    split = auto_splits(groups, tiles, sms) if splits is None else np.broadcast_to(np.asarray(splits), groups.shape)
+    split = np.where(kernel == "flashdecoding", np.minimum(split, tiles), 1)
+
+    cache = groups * n * (d + dv) * s
+    partials = groups * split * g * (dv * 4 + 2 * STATS_BYTES)          # fp32 partial O, max, sum
+    lean_units = groups * tiles
+    lean_partials = np.minimum(sms, lean_units) * g * (dv * 4 + 2 * STATS_BYTES)
+    extra = np.select([kernel == "flashdecoding", kernel == "lean"], [2 * partials, 2 * lean_partials], 0)
+    hbm = cache + groups * g * (d + dv) * s + extra                      # plus q read and o written
+
+    blocks = np.where(kernel == "lean", np.minimum(sms, lean_units), groups * split)
+    active = np.minimum(blocks, sms)
+    # work per SM: flash2 / flashdecoding deal whole blocks; lean deals K/V tiles evenly
+    busiest_share = np.where(kernel == "lean", np.ceil(lean_units / sms) / lean_units,
+                             np.ceil(blocks / sms) / blocks)
+    macs = groups * g * n * (d + dv)
+    tc = hw.issue_rate(next(k for k, u in hw.compute.items() if u.kind == "matrix"), dtype)
+    if tc is None:
+        raise SimlibInputError(hw.source_file or hw.name, "dtype", f"{hw.name} has no {dtype} tensor rate")
+    compute_s = macs / (tc * KERNEL_CEILING["flash2"]) * sms * busiest_share
+    hbm_s = (hbm / hw.dram.bandwidth_bytes_per_s) * sms * busiest_share
+    time_s = np.maximum(compute_s, hbm_s)
+    return {"time_s": time_s, "bytes_dram": hbm, "flops": 2 * macs, "thread_blocks": blocks,
+            "active_sms": active, "splits": split, "compute_s": compute_s, "hbm_s": hbm_s,
+            "tflops": 2 * macs / time_s / 1e12}

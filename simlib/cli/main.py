@@ -116,6 +116,25 @@ def predict(workload: str = typer.Argument(..., help="Workload catalog name or p
         print_tables(prediction_tables(result))
 
 
+@app.command()
+def figure(name: str = typer.Argument(..., help="Figure set: 'attention'."),
+           hardware: str = typer.Option("a100", "--hardware", "-H"),
+           out: str = typer.Option("reports/attention", "--out", help="Folder for the PNG files.")):
+    """Draw a figure set into a folder (attention: TFLOP/s vs sequence length, HBM bytes vs block size)."""
+    from pathlib import Path
+
+    from simlib.plots.attention_figures import bytes_vs_block_size, throughput_vs_sequence
+    with input_errors():
+        if name != "attention":
+            raise SimlibInputError(None, "figure", f"unknown figure set {name!r} (expected: attention)")
+        hw = load_hardware(hardware)
+        folder = Path(out)
+        folder.mkdir(parents=True, exist_ok=True)
+        throughput_vs_sequence(hw).savefig(folder / f"tflops_vs_seq_{hw.name}.png", dpi=120)
+        bytes_vs_block_size(hw)[0].savefig(folder / f"hbm_bytes_vs_block_{hw.name}.png", dpi=120)
+    typer.echo(f"wrote {folder}/tflops_vs_seq_{hw.name}.png and {folder}/hbm_bytes_vs_block_{hw.name}.png")
+
+
 def main() -> None:
     app()
 

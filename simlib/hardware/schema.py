@@ -107,6 +107,7 @@ class HardwareSpec(_Strict):
     compute: dict[str, ComputeUnit] = Field(min_length=1)
     op_decomposition: dict[OpName, dict[OpName, float]] = Field(default_factory=dict)
     interconnect: Interconnect | None = None
+    features: list[str] = Field(default_factory=list)
     source_file: str | None = None
 
     @model_validator(mode="after")

@@ -49,8 +49,18 @@ def _model_args(params: dict) -> dict:
                                    "causal", "efficiency")}
 
 
+REQUIRED_FEATURES = {"flash3": "warp_specialization"}   # FlashAttention-3 targets Hopper-class parts
+
+
+def supported_kernels(hw: HardwareSpec) -> list[str]:
+    return [k for k in KERNELS if REQUIRED_FEATURES.get(k, "") in ("", *hw.features)]
+
+
 def predict_kernel(hw: HardwareSpec, params: dict, kernel: str) -> dict:
     """One kernel; tiles searched over TILE_CHOICES when not given (fastest tile pair that fits)."""
+    if kernel not in supported_kernels(hw):
+        raise SimlibInputError(hw.source_file or hw.name, "features",
+                               f"{kernel} needs '{REQUIRED_FEATURES[kernel]}', which {hw.name} does not list")
     bq = params["block_q"] if params["block_q"] is not None else np.array(TILE_CHOICES)[:, None]
     bkv = params["block_kv"] if params["block_kv"] is not None else np.array(TILE_CHOICES)[None, :]
     result = attention_forward(hw, kernel=kernel, block_q=bq, block_kv=bkv, **_model_args(params))
@@ -104,7 +114,7 @@ def predict_attention(hw: HardwareSpec, settings: dict) -> dict | list[dict]:
             return {**predict_decode(hw, params, params["kernel"]), "parameters": params}
         return {**predict_kernel(hw, params, params["kernel"]), "parameters": params}
     rows = ([predict_decode(hw, params, k) for k in DECODE_KERNELS] if decode
-            else [predict_kernel(hw, params, k) for k in KERNELS])
+            else [predict_kernel(hw, params, k) for k in supported_kernels(hw)])
     base = rows[0]["time_s"]
     for row in rows:
         row["speedup"] = base / row["time_s"]

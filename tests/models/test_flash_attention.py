@@ -107,7 +107,9 @@ def test_cli_exact_form():
     assert data["bytes"]["dram"] > 0
     assert data["tflops"] == pytest.approx(data["flops"] / data["time_s"] / 1e12)
     table = run("predict", "attention", "--hardware", "a100", "--set", "kernel=all")
-    assert "speedup vs standard" in table.stdout and "flash3" in table.stdout
+    assert "speedup vs standard" in table.stdout and "flash2" in table.stdout
+    assert "flash3" not in table.stdout                    # Hopper-class only
+    assert "flash3" in run("predict", "attention", "--hardware", "h100", "--set", "kernel=all").stdout
 
 
 @pytest.mark.parametrize("setting, fragment", [
@@ -115,8 +117,23 @@ def test_cli_exact_form():
     (["--set", "head_dim=300"], "head dim 300 not supported"),
     (["--set", "heads=6", "--set", "kv_heads=4"], "must divide heads=6"),
     (["--set", "kernel=flash9"], "unknown kernel"),
+    (["--set", "kernel=flash3"], "flash3 needs 'warp_specialization'"),
 ])
 def test_cli_bad_attention_input(setting, fragment):
     out = run("predict", "attention", "--hardware", "a100", *setting)
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert fragment in out.stderr
+
+
+def test_figures_are_drawn(tmp_path):
+    out = run("figure", "attention", "--hardware", "h100", "--out", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "tflops_vs_seq_h100.png").stat().st_size > 10_000
+    assert (tmp_path / "hbm_bytes_vs_block_h100.png").stat().st_size > 10_000
+
+
+def test_hbm_bytes_fall_as_the_block_grows():
+    # FlashAttention paper, Figure 2 middle (seq 1024, head dim 64, A100): accesses fall with block size.
+    from simlib.plots.attention_figures import bytes_vs_block_size
+    _, r = bytes_vs_block_size(load_hardware("a100"))
+    assert np.all(np.diff(r["bytes_dram"]) < 0)

@@ -1,0 +1,1 @@
+"""Matplotlib figures built from the models; each function returns a Figure."""

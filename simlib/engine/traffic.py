@@ -159,9 +159,10 @@ def fused_traffic(bound: BoundWorkload, hw: HardwareSpec, analysis: PassAnalysis
                      for n in cascade.intermediates if cascade.computing_writer(n) in position]
     intermediates = [t for t in intermediates if t[2]]
 
-    def plan(spilled: list) -> tuple[float, dict, dict, float, float] | None:
-        keep = [r for r in cross_res if r.name not in {s[0] for s in spilled}]
-        chunk = _largest_chunk(streamed_res + keep, capacity, rows)
+    def plan(spilled: list, chunk: int | None = None) -> tuple[float, dict, dict, float, float] | None:
+        if chunk is None:
+            keep = [r for r in cross_res if r.name not in {s[0] for s in spilled}]
+            chunk = _largest_chunk(streamed_res + keep, capacity, rows)
         if chunk == 0:
             return None
         reads = {i: 0.0 for i in order}
@@ -187,24 +188,7 @@ def fused_traffic(bound: BoundWorkload, hw: HardwareSpec, analysis: PassAnalysis
 
     options = [p for p in (plan([]), plan(cross)) if p is not None]
     if not options:
-        options = [plan_all_spilled(bound, order, intermediates, first_reader)]
+        # not even one row's streaming state fits: every intermediate goes through DRAM, inputs read once
+        options = [plan(intermediates, chunk=rows)]
     _, reads, writes, on_chip, spill = min(options, key=lambda p: p[0])
     return Traffic(reads, writes, on_chip, spill, level)
-
-
-def plan_all_spilled(bound: BoundWorkload, order, intermediates, first_reader):
-    """Not even one row's streaming state fits: every intermediate goes through DRAM, inputs read once."""
-    tensors = bound.tensors
-    reads = {i: 0.0 for i in order}
-    writes = {i: 0.0 for i in order}
-    for name, reader in first_reader.items():
-        reads[reader] += tensors[name].bytes
-    for name in bound.cascade.outputs:
-        writes[bound.cascade.computing_writer(name)] += tensors[name].bytes
-    spill = 0.0
-    for name, writer, users in intermediates:
-        writes[writer] += tensors[name].bytes
-        for user in users:
-            reads[user] += tensors[name].bytes
-        spill += tensors[name].bytes * (1 + len(users))
-    return sum(reads.values()) + sum(writes.values()), reads, writes, 0.0, spill

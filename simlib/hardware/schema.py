@@ -136,6 +136,12 @@ class HardwareSpec(_Strict):
     def dram(self) -> MemoryLevel:
         return self.memory[0]
 
+    def level(self, name: str) -> MemoryLevel | None:
+        return next((lvl for lvl in self.memory if lvl.name == name), None)
+
+    def first_level(self, kind: str) -> MemoryLevel | None:
+        return next((lvl for lvl in self.memory if lvl.kind == kind), None)
+
     def level_instances(self, level: MemoryLevel) -> int:
         if level.per is None:
             return 1

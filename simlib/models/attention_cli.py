@@ -70,7 +70,7 @@ def predict_kernel(hw: HardwareSpec, params: dict, kernel: str) -> dict:
         raise SimlibInputError("--set", "block_q/block_kv",
                                f"tiles do not fit: {kernel} needs {smem:.0f} B of shared memory and "
                                f"{float(np.min(result['register_bytes_per_block'])):.0f} B of registers per block; "
-                               f"{hw.name} has {hw.memory[[l.name for l in hw.memory].index('smem')].capacity_bytes:.0f} B "
+                               f"{hw.name} has {hw.level('smem').capacity_bytes:.0f} B "
                                f"of shared memory per SM")
     time = np.where(fits, result["time_s"], np.inf)
     # among tiles within 0.1 % of the fastest, the one moving the fewest bytes through L2 / shared memory

@@ -45,16 +45,12 @@ ACCUMULATOR_BYTES = 4
 KERNEL_CEILING = {"standard": 0.79, "flash1": 0.40, "flash2": 0.73, "flash3": 0.75}
 
 
-def _level(hw: HardwareSpec, name: str) -> float:
-    for level in hw.memory:
-        if level.name == name:
-            return level.capacity_bytes
-    raise SimlibInputError(hw.source_file or hw.name, "memory",
-                           f"attention model needs a '{name}' memory level (per SM capacity)")
-
-
-def _bandwidth(hw: HardwareSpec, name: str) -> float | None:
-    return next((lvl.bandwidth_bytes_per_s for lvl in hw.memory if lvl.name == name), None)
+def _per_sm_capacity(hw: HardwareSpec, name: str) -> float:
+    level = hw.level(name)
+    if level is None or level.capacity_bytes is None:
+        raise SimlibInputError(hw.source_file or hw.name, "memory",
+                               f"attention model needs a '{name}' memory level with capacity_bytes (per SM)")
+    return level.capacity_bytes
 
 
 def _unit(hw: HardwareSpec, kind: str) -> str:
@@ -108,7 +104,7 @@ def attention_forward(hw: HardwareSpec, *, batch, heads, seq_q, seq_kv, head_dim
     flash1_bytes = (s * nkv * (d + dv) + t.q_rows_read * (s * d + 2 * s * dv + 4 * STATS_BYTES)
                     + nq * (s * dv + 2 * STATS_BYTES))
     smem, regs = sram_per_block(kernel_arr, bq, bkv, d, dv, s)
-    smem_cap, reg_cap = _level(hw, "smem"), _level(hw, "registers")
+    smem_cap, reg_cap = _per_sm_capacity(hw, "smem"), _per_sm_capacity(hw, "registers")
     sms = hw.processors.count
     blocks = np.select([std, f1], [np.inf, bh], bh * t.row_blocks)
     per_sm = np.minimum(np.floor_divide(smem_cap, np.maximum(smem, 1)),
@@ -118,7 +114,8 @@ def attention_forward(hw: HardwareSpec, *, batch, heads, seq_q, seq_kv, head_dim
     concurrent = np.minimum(sms * np.maximum(per_sm, 1), np.where(std, 1, blocks))
     kv_head_bytes = s * nkv * (d + dv)
     heads_in_flight = np.ceil(concurrent / t.row_blocks) + 1
-    l2 = next((lvl.capacity_bytes for lvl in hw.memory if lvl.kind == "cache" and lvl.capacity_bytes), 0.0)
+    cache = hw.first_level("cache")
+    l2 = cache.capacity_bytes if cache and cache.capacity_bytes else 0.0
     reads_per_head = np.where(heads_in_flight * kv_head_bytes <= l2,
                               np.ceil(t.row_blocks / concurrent), t.row_blocks)
     kv_hbm_rows = t.kv_rows_read * reads_per_head / t.row_blocks
@@ -144,8 +141,8 @@ def attention_forward(hw: HardwareSpec, *, batch, heads, seq_q, seq_kv, head_dim
     # every visited tile streams its K/V block through L2 and shared memory into the tensor cores
     on_chip = bh * np.where(std, 0, s * (nq * d + nq * dv) + np.where(f1, t.q_rows_read * s * (d + 2 * dv),
                                                                        t.kv_rows_read * s * (d + dv)))
-    smem_bw = _bandwidth(hw, "smem")
-    l2_bw = next((lvl.bandwidth_bytes_per_s for lvl in hw.memory if lvl.kind == "cache"), None)
+    smem_bw = hw.level("smem").bandwidth_bytes_per_s
+    l2_bw = cache.bandwidth_bytes_per_s if cache else None
     smem_s = on_chip / smem_bw if smem_bw else np.zeros_like(hbm_s)
     l2_s = on_chip / l2_bw if l2_bw else np.zeros_like(hbm_s)
     memory_s = np.maximum(hbm_s, np.maximum(smem_s, l2_s))

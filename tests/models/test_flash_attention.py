@@ -81,7 +81,7 @@ def test_io_theorems(n, d, hw):
     never fewer than the compulsory Q, K, V, O, and never more than standard attention's Theta(Nd + N^2)
     when M >= d^2 (true for every shipped GPU's shared memory)."""
     spec = load_hardware(hw)
-    m = spec.memory[[l.name for l in spec.memory].index("smem")].capacity_bytes / 2   # SRAM in bf16 elements
+    m = spec.level("smem").capacity_bytes / 2   # SRAM in bf16 elements
     bc = math.ceil(m / (4 * d))
     br = min(bc, d)
     flash = fwd(hw, seq_q=n, seq_kv=n, head_dim=d, kernel="flash1", block_q=br, block_kv=bc)["bytes_dram"] / 2

@@ -177,3 +177,15 @@ def test_fused_three_pass_keeps_cross_pass_buffers_on_chip_by_hand():
     assert p.spill_bytes == 0
     one = simlib.predict("attention-1pass", hardware="a100", seq_q=256, seq_kv=256)
     assert one.bytes["smem"] == 0       # one pass: nothing has to wait for a later pass
+
+
+def test_fused_falls_back_to_dram_for_every_intermediate_when_one_row_does_not_fit(tmp_path, data_dir_path):
+    # a 64-byte scratchpad cannot hold one 64-element bf16 Q row (128 bytes): every intermediate is written
+    # once and read once per consumer, which is exactly the unfused kernel sequence's traffic.
+    text = (data_dir_path / "tiny_gpu.yaml").read_text().replace("capacity_bytes: 65536}", "capacity_bytes: 32}")
+    path = tmp_path / "starved.yaml"
+    path.write_text(text)
+    fused = simlib.predict("attention-3pass", hardware=str(path), seq_q=64, seq_kv=64, execution="fused")
+    unfused = simlib.predict("attention-3pass", hardware=str(path), seq_q=64, seq_kv=64, execution="unfused")
+    assert fused.bytes["dram"] == unfused.bytes["dram"]
+    assert fused.spill_bytes == fused.bytes["dram"] - 4 * 64 * 64 * 2

@@ -10,7 +10,8 @@ from simlib.models.flash_attention import KERNELS, TILE_CHOICES, attention_forwa
 
 DEFAULTS = {"batch": 1, "heads": 16, "kv_heads": None, "seq_q": 4096, "seq_kv": 4096, "head_dim": 128,
             "head_dim_v": None, "dtype": "bf16", "causal": False, "kernel": "flash2", "block_q": None,
-            "block_kv": None, "efficiency": None, "splits": None}
+            "block_kv": None, "efficiency": None, "splits": None, "backward": False,
+            "dropout": False}
 MAX_HEAD_DIM = 256   # largest head dim FlashAttention-2/3 kernels support (their READMEs)
 
 
@@ -46,7 +47,7 @@ def _parameters(settings: dict) -> dict:
 
 def _model_args(params: dict) -> dict:
     return {k: params[k] for k in ("batch", "heads", "seq_q", "seq_kv", "head_dim", "head_dim_v", "dtype",
-                                   "causal", "efficiency")}
+                                   "causal", "efficiency", "backward", "dropout")}
 
 
 REQUIRED_FEATURES = {"flash3": "warp_specialization"}   # FlashAttention-3 targets Hopper-class parts

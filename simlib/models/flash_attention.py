@@ -72,8 +72,21 @@ def sram_per_block(kernel, bq, bkv, d, dv, s):
 
 def attention_forward(hw: HardwareSpec, *, batch, heads, seq_q, seq_kv, head_dim, head_dim_v=None,
                       dtype="bf16", causal=False, kernel="flash2", block_q=128, block_kv=128,
-                      efficiency=None) -> dict[str, np.ndarray]:
-    """Predict the forward pass; every numeric argument may be a numpy array (broadcast together)."""
+                      efficiency=None, backward=False, dropout=False) -> dict[str, np.ndarray]:
+    """Predict the forward pass, or forward + backward; every numeric argument may be a numpy array.
+
+    Backward (Dao et al. 2022 Algorithm 4 for flash1; Dao 2023 Algorithm 2 for flash2/flash3; PyTorch autograd
+    for standard), per head, scores = score elements computed:
+      flash: MACs scores·(3d + 2dv) (S recomputed; dV, dP, dQ, dK), exps scores (P recomputed);
+        flash1 HBM: K, V read and dK, dV written once; per visited tile the Q block's Q, O, dO, l, m read and dQ
+        read + written; flash2/3 HBM: D = rowsum(dO∘O) pre-pass (dO, O read, D written), K, V read and dK, dV
+        written once, per visited tile Q, dO, L, D read and dQ accumulated in fp32 (read + write), then dQ
+        converted (fp32 read, dtype written).
+      standard: MACs nq·nkv·(2d + 2dv); the nq·nkv matrices P read for dV, dP written, softmax backward reads P
+        and dP and writes dS, dS read for dQ and for dK: 7 nq·nkv, plus 2 with dropout.
+    Dropout in the standard forward is one more elementwise kernel over S (read + write); flash kernels
+    regenerate the dropout mask on chip.
+    """
     head_dim_v = head_dim if head_dim_v is None else head_dim_v
     kernel_arr = np.asarray(kernel)
     arrays = np.broadcast_arrays(np.asarray(batch), np.asarray(heads), np.asarray(seq_q), np.asarray(seq_kv),
@@ -99,7 +112,7 @@ def attention_forward(hw: HardwareSpec, *, batch, heads, seq_q, seq_kv, head_dim
     exps = scores + rescale_rows
     vector_ops = 4 * scores + rescale_rows * dv + nq * dv
     # HBM bytes per head
-    n_elementwise = 1 + causal.astype(np.int64)
+    n_elementwise = 1 + causal.astype(np.int64) + int(bool(dropout))
     standard_bytes = s * (nq * d + nkv * d + nkv * dv + nq * dv) + s * nq * nkv * (2 + 2 * n_elementwise)
     flash1_bytes = (s * nkv * (d + dv) + t.q_rows_read * (s * d + 2 * s * dv + 4 * STATS_BYTES)
                     + nq * (s * dv + 2 * STATS_BYTES))
@@ -120,6 +133,16 @@ def attention_forward(hw: HardwareSpec, *, batch, heads, seq_q, seq_kv, head_dim
                               np.ceil(t.row_blocks / concurrent), t.row_blocks)
     kv_hbm_rows = t.kv_rows_read * reads_per_head / t.row_blocks
     flash2_bytes = s * nq * d + kv_hbm_rows * s * (d + dv) + s * nq * dv + nq * STATS_BYTES
+    if backward:
+        macs = macs + np.where(std, nq * nkv * (2 * d + 2 * dv), scores * (3 * d + 2 * dv))
+        exps = exps + np.where(std, 0, scores)
+        vector_ops = vector_ops + 3 * scores + nq * dv
+        io = s * 2 * (nq * d + nkv * d + nkv * dv)
+        standard_bytes = standard_bytes + io + s * 2 * nq * dv + s * nq * nkv * (7 + 2 * int(bool(dropout)))
+        flash1_bytes = flash1_bytes + 2 * s * nkv * (d + dv) + t.q_rows_read * (3 * s * d + 2 * s * dv + 2 * STATS_BYTES)
+        flash2_bytes = (flash2_bytes + 2 * s * nq * dv + STATS_BYTES * nq + 2 * s * nkv * (d + dv)
+                        + t.q_rows_read * (s * d + s * dv + 2 * STATS_BYTES + 2 * ACCUMULATOR_BYTES * d)
+                        + nq * d * (ACCUMULATOR_BYTES + s))
     hbm = bh * np.select([std, f1], [standard_bytes, flash1_bytes], flash2_bytes)
     waves = np.where(std, 1, np.ceil(blocks / (sms * np.maximum(per_sm, 1))))
     quantization = np.where(std, 1.0, sms * np.ceil(blocks / sms) / np.where(std, 1, blocks))

@@ -7,8 +7,8 @@ kernel, a roofline lower bound that ignores re-reads caused by tiling.
 Fused: one kernel streams the cascade's stream rank (M for attention) for a chunk of rows at a time. Row ranks
 are the batch ranks and every rank that each computing Einsum iterates (P for attention). On chip, per chunk of
 c rows, the holding level (the largest scratchpad: GPU shared memory over all SMs, a spatial array's global
-buffer) keeps: the row-indexed inputs that do not vary along the stream rank (a Q row), one slice along the stream rank of every intermediate consumed
-in the pass that makes it, and — unless they spill — the whole of every intermediate read in a later pass
+buffer) keeps: the row-indexed inputs that do not vary along the stream rank (a Q row), one slice along the
+stream rank of every intermediate consumed in the pass that makes it, and — unless they spill — the whole of every intermediate read in a later pass
 (FuseMax §III: each extra pass costs an O(M) buffer per row or spill traffic). An input without some row rank
 (K, V) is re-read once per chunk of rows (FuseMax §V: K/V re-streamed P/(rows per chunk) times). The engine takes
 the largest c that fits, with cross-pass intermediates buffered or spilled (written once, read back once per
@@ -129,39 +129,35 @@ def fused_traffic(bound: BoundWorkload, hw: HardwareSpec, analysis: PassAnalysis
             source = cascade.view_source(ref.name)
             if source in cascade.inputs and source not in first_reader:
                 first_reader[source] = i
-    streamed_res, cross_res, cross = [], [], []
+    intermediates = []                      # (name, writer, consuming Einsums) of every consumed intermediate
+    for name in cascade.intermediates:
+        writer = cascade.computing_writer(name)
+        users = [i for i in cascade.consumers(name) if i in position and i != writer]
+        if writer in position and users:
+            intermediates.append((name, writer, users))
+
+    streamed_res, cross_res = [], []
     for name in first_reader:
         ranks = ranks_of[name]
         if set(rows_r) <= ranks and not ranks & analysis.family:
             streamed_res.append(_Resident(name, tensors[name].bytes / rows, rows))
-    for name in cascade.intermediates:
-        writer = cascade.computing_writer(name)
-        if writer is None or writer not in position:
-            continue
-        users = [i for i in cascade.consumers(name) if i in position and i != writer]
-        if not users:
-            continue
+    for name, writer, users in intermediates:
         produced = analysis.einsum_pass.get(writer, 0)
-        later = any(analysis.einsum_pass.get(u, 0) > produced for u in users)
         held = rows_of(name)
-        if later:
+        if any(analysis.einsum_pass.get(u, 0) > produced for u in users):
             cross_res.append(_Resident(name, tensors[name].bytes / held, held))
-            cross.append((name, writer, users))
         else:
             streamed = bool({rank_of(v) for v in cascade.einsums[writer].output.variables} & analysis.family)
             size = _streamed_slice_bytes(bound, name, analysis.family) if streamed else tensors[name].bytes
             streamed_res.append(_Resident(name, size / held, held))
+    crossing = {r.name for r in cross_res}
 
     level = holding_level(hw)
     capacity = hw.level_capacity_bytes(level) if level else 0.0
-    intermediates = [(n, cascade.computing_writer(n), [i for i in cascade.consumers(n) if i in position
-                                                       and i != cascade.computing_writer(n)])
-                     for n in cascade.intermediates if cascade.computing_writer(n) in position]
-    intermediates = [t for t in intermediates if t[2]]
 
-    def plan(spilled: list, chunk: int | None = None) -> tuple[float, dict, dict, float, float] | None:
+    def plan(spilled: set[str], chunk: int | None = None) -> tuple[float, dict, dict, float, float] | None:
         if chunk is None:
-            keep = [r for r in cross_res if r.name not in {s[0] for s in spilled}]
+            keep = [r for r in cross_res if r.name not in spilled]
             chunk = _largest_chunk(streamed_res + keep, capacity, rows)
         if chunk == 0:
             return None
@@ -173,11 +169,9 @@ def fused_traffic(bound: BoundWorkload, hw: HardwareSpec, analysis: PassAnalysis
         for name in cascade.outputs:
             writes[cascade.computing_writer(name)] += tensors[name].bytes
         spill = on_chip = 0.0
-        spilled_names = {s[0] for s in spilled}
-        crossing = {r.name for r in cross_res}
         for name, writer, users in intermediates:
             moved = tensors[name].bytes * (1 + len(users))
-            if name in spilled_names:
+            if name in spilled:
                 writes[writer] += tensors[name].bytes
                 for user in users:
                     reads[user] += tensors[name].bytes
@@ -186,9 +180,9 @@ def fused_traffic(bound: BoundWorkload, hw: HardwareSpec, analysis: PassAnalysis
                 on_chip += moved
         return sum(reads.values()) + sum(writes.values()), reads, writes, on_chip, spill
 
-    options = [p for p in (plan([]), plan(cross)) if p is not None]
+    options = [p for p in (plan(set()), plan(crossing)) if p is not None]
     if not options:
         # not even one row's streaming state fits: every intermediate goes through DRAM, inputs read once
-        options = [plan(intermediates, chunk=rows)]
+        options = [plan({name for name, *_ in intermediates}, chunk=rows)]
     _, reads, writes, on_chip, spill = min(options, key=lambda p: p[0])
     return Traffic(reads, writes, on_chip, spill, level)

@@ -3,9 +3,9 @@
 Rules (stated once, used by every cascade): the multiply-accumulates of a contraction go to a ``matrix`` unit
 that does MACs in the tensors' dtype (tensor core, 2D PE array), else to a ``vector`` unit. Every other operation
 goes to a ``special`` unit that lists it (SFU for exp), else a ``vector`` unit, else a ``matrix`` unit. Elementwise
-work runs in fp32 when a unit has no rate for the narrower dtype (softmax is computed in fp32 in practice). An
-unit that lists ``mac`` also executes a plain ``mul`` (a MAC with a zero addend). An
-operation no unit lists is decomposed with the hardware's ``op_decomposition`` (FuseMax: exp = 6 MACs + 1 add).
+work runs in fp32 when a unit has no rate for the narrower dtype (softmax is computed in fp32 in practice). A
+unit that lists ``mac`` but not ``mul`` executes a plain ``mul`` as a MAC with a zero addend (and it is costed
+as that action). An operation no unit lists is decomposed with the hardware's ``op_decomposition`` (FuseMax: exp = 6 MACs + 1 add).
 """
 from __future__ import annotations
 
@@ -28,12 +28,12 @@ def assign(hw: HardwareSpec, op: str, dtype: str, contraction: bool,
     order = _PREFERENCE["contraction" if contraction and op == "mac" else "other"]
     for kind in order:
         for name, unit in hw.compute.items():
-            executes = op in unit.operations or (op == "mul" and "mac" in unit.operations)
-            if unit.kind != kind or not executes:
+            action = op if op in unit.operations else "mac" if op == "mul" and "mac" in unit.operations else None
+            if unit.kind != kind or action is None:
                 continue
             rate = _unit_rate(hw, name, dtype, not contraction, sustained)
             if rate is not None:
-                return [(name, op, 1.0, rate)]
+                return [(name, action, 1.0, rate)]
     if op in hw.op_decomposition:
         parts = []
         for sub_op, count in hw.op_decomposition[op].items():

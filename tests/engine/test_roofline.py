@@ -189,3 +189,14 @@ def test_fused_falls_back_to_dram_for_every_intermediate_when_one_row_does_not_f
     unfused = simlib.predict("attention-3pass", hardware=str(path), seq_q=64, seq_kv=64, execution="unfused")
     assert fused.bytes["dram"] == unfused.bytes["dram"]
     assert fused.spill_bytes == fused.bytes["dram"] - 4 * 64 * 64 * 2
+
+
+def test_a_multiply_on_a_mac_only_pe_is_costed_as_a_mac(tmp_path):
+    # FuseMax PEs list mac but not mul: an elementwise product is a MAC with a zero addend, 17.16 pJ each
+    # (reference/fusemax.md), plus DRAM at 249.6 pJ per 64-bit access for X, Z read and Y written.
+    path = tmp_path / "mul.yaml"
+    path.write_text("name: mul-only\nparameters: {P: 4096, dtype: fp16}\nranks: {P: P}\n"
+                    "einsums: ['Y[p] = X[p] * Z[p]']\n")
+    p = simlib.predict(str(path), hardware="fusemax")
+    assert p.energy_j == pytest.approx((4096 * 17.16 + 3 * 4096 * 2 * 8 / 64 * 249.6) * 1e-12, rel=REL)
+    assert simlib.predict("attention-1pass", hardware="fusemax", seq_q=1024, seq_kv=1024).energy_j > 0

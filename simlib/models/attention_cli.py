@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from simlib.dtypes import DTYPE_BITS
 from simlib.errors import SimlibInputError
 from simlib.hardware.schema import HardwareSpec
 from simlib.models.decode_attention import DECODE_KERNELS, decode_forward
@@ -28,6 +29,19 @@ def _parameters(settings: dict) -> dict:
     for name in ("batch", "heads", "seq_q", "seq_kv", "head_dim"):
         if not isinstance(params[name], int) or params[name] <= 0:
             raise SimlibInputError("--set", name, f"expected a positive integer, got {params[name]!r}")
+    for name in ("kv_heads", "head_dim_v", "block_q", "block_kv", "splits"):
+        if params[name] is not None and (not isinstance(params[name], int) or params[name] <= 0):
+            raise SimlibInputError("--set", name, f"expected a positive integer, got {params[name]!r}")
+    for name in ("causal", "backward", "dropout"):
+        if not isinstance(params[name], bool):
+            raise SimlibInputError("--set", name, f"expected true or false, got {params[name]!r}")
+    if params["dtype"] not in DTYPE_BITS:
+        raise SimlibInputError("--set", "dtype", f"unknown dtype {params['dtype']!r} (expected one of: "
+                                                 f"{', '.join(DTYPE_BITS)})")
+    efficiency = params["efficiency"]
+    if efficiency is not None and (isinstance(efficiency, bool) or not isinstance(efficiency, (int, float))
+                                   or not 0 < efficiency <= 1):
+        raise SimlibInputError("--set", "efficiency", f"expected a fraction of peak in (0, 1], got {efficiency!r}")
     params["kv_heads"] = params["kv_heads"] or params["heads"]
     params["head_dim_v"] = params["head_dim_v"] or params["head_dim"]
     if params["heads"] % params["kv_heads"]:

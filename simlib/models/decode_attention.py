@@ -21,7 +21,7 @@ import numpy as np
 from simlib.dtypes import dtype_bytes
 from simlib.errors import SimlibInputError
 from simlib.hardware.schema import HardwareSpec
-from simlib.models.flash_attention import KERNEL_CEILING, STATS_BYTES
+from simlib.models.flash_attention import KERNEL_CEILING, STATS_BYTES, tensor_core_rate
 
 DECODE_KERNELS = ("flash2", "flashdecoding", "lean")
 MAX_SPLITS = 128
@@ -67,9 +67,7 @@ def decode_forward(hw: HardwareSpec, *, batch, heads, kv_heads, seq_kv, head_dim
     busiest_share = np.where(kernel == "lean", np.ceil(lean_units / sms) / lean_units,
                              np.ceil(blocks / sms) / blocks)
     macs = groups * g * n * (d + dv)
-    tc = hw.issue_rate(next(k for k, u in hw.compute.items() if u.kind == "matrix"), dtype)
-    if tc is None:
-        raise SimlibInputError(hw.source_file or hw.name, "dtype", f"{hw.name} has no {dtype} tensor rate")
+    tc = tensor_core_rate(hw, dtype)
     compute_s = macs / (tc * KERNEL_CEILING["flash2"]) * sms * busiest_share
     hbm_s = (hbm / hw.dram.bandwidth_bytes_per_s) * sms * busiest_share
     time_s = np.maximum(compute_s, hbm_s)

@@ -60,6 +60,14 @@ def _unit(hw: HardwareSpec, kind: str) -> str:
     raise SimlibInputError(hw.source_file or hw.name, "compute", f"attention model needs a '{kind}' unit")
 
 
+def tensor_core_rate(hw: HardwareSpec, dtype: str) -> float:
+    """MAC slots per second of the matrix unit in ``dtype``; an input error when the part lacks the dtype."""
+    rate = hw.issue_rate(_unit(hw, "matrix"), dtype)
+    if rate is None:
+        raise SimlibInputError(hw.source_file or hw.name, "dtype", f"{hw.name}'s tensor core has no {dtype} rate")
+    return rate
+
+
 def sram_per_block(kernel, bq, bkv, d, dv, s):
     """(shared-memory bytes, register bytes) one thread block holds."""
     kernel = np.asarray(kernel)
@@ -149,10 +157,7 @@ def attention_forward(hw: HardwareSpec, *, batch, heads, seq_q, seq_kv, head_dim
 
     ceiling = np.asarray([KERNEL_CEILING[k] for k in kernel_arr.ravel()]).reshape(kernel_arr.shape) \
         if efficiency is None else np.asarray(efficiency, dtype=float)
-    tc_rate = hw.issue_rate(_unit(hw, "matrix"), dtype)
-    if tc_rate is None:
-        raise SimlibInputError(hw.source_file or hw.name, "dtype",
-                               f"{hw.name}'s tensor core has no {dtype} rate")
+    tc_rate = tensor_core_rate(hw, dtype)
     sfu_rate = hw.issue_rate(_unit(hw, "special"), "fp32")
     vec_rate = hw.issue_rate(_unit(hw, "vector"), "fp32")
     tensor_s = bh * macs / (tc_rate * ceiling) * quantization

@@ -118,6 +118,11 @@ def test_cli_exact_form():
     (["--set", "heads=6", "--set", "kv_heads=4"], "must divide heads=6"),
     (["--set", "kernel=flash9"], "unknown kernel"),
     (["--set", "kernel=flash3"], "flash3 needs 'warp_specialization'"),
+    (["--set", "dtype=fp7"], "unknown dtype 'fp7'"),
+    (["--set", "causal=maybe"], "causal: expected true or false"),
+    (["--set", "seq_q=1", "--set", "kernel=flashdecoding", "--set", "splits=0"], "splits: expected a positive"),
+    (["--set", "efficiency=2"], "fraction of peak in (0, 1]"),
+    (["--set", "block_q=-4"], "block_q: expected a positive integer"),
 ])
 def test_cli_bad_attention_input(setting, fragment):
     out = run("predict", "attention", "--hardware", "a100", *setting)

@@ -26,11 +26,10 @@ def _parameters(settings: dict) -> dict:
         else:
             raise SimlibInputError("--set", name, f"attention has no parameter '{name}' (expected one of: seq, "
                                                   f"{', '.join(DEFAULTS)})")
-    for name in ("batch", "heads", "seq_q", "seq_kv", "head_dim"):
-        if not isinstance(params[name], int) or params[name] <= 0:
-            raise SimlibInputError("--set", name, f"expected a positive integer, got {params[name]!r}")
-    for name in ("kv_heads", "head_dim_v", "block_q", "block_kv", "splits"):
-        if params[name] is not None and (not isinstance(params[name], int) or params[name] <= 0):
+    for name in ("batch", "heads", "seq_q", "seq_kv", "head_dim", "kv_heads", "head_dim_v", "block_q",
+                 "block_kv", "splits"):            # the last five default to None: derived or searched
+        value = params[name]
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
             raise SimlibInputError("--set", name, f"expected a positive integer, got {params[name]!r}")
     for name in ("causal", "backward", "dropout"):
         if not isinstance(params[name], bool):

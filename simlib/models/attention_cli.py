@@ -7,7 +7,7 @@ from simlib.dtypes import DTYPE_BITS
 from simlib.errors import SimlibInputError
 from simlib.hardware.schema import HardwareSpec
 from simlib.models.decode_attention import DECODE_KERNELS, decode_forward
-from simlib.models.flash_attention import KERNELS, TILE_CHOICES, attention_forward
+from simlib.models.flash_attention import KERNELS, MIN_BLOCK_Q, TILE_CHOICES, attention_forward
 
 DEFAULTS = {"batch": 1, "heads": 16, "kv_heads": None, "seq_q": 4096, "seq_kv": 4096, "head_dim": 128,
             "head_dim_v": None, "dtype": "bf16", "causal": False, "kernel": "flash2", "block_q": None,
@@ -75,7 +75,8 @@ def predict_kernel(hw: HardwareSpec, params: dict, kernel: str) -> dict:
     if kernel not in supported_kernels(hw):
         raise SimlibInputError(hw.source_file or hw.name, "features",
                                f"{kernel} needs '{REQUIRED_FEATURES[kernel]}', which {hw.name} does not list")
-    bq = params["block_q"] if params["block_q"] is not None else np.array(TILE_CHOICES)[:, None]
+    bq = params["block_q"] if params["block_q"] is not None else \
+        np.array([b for b in TILE_CHOICES if b >= MIN_BLOCK_Q[kernel]])[:, None]
     bkv = params["block_kv"] if params["block_kv"] is not None else np.array(TILE_CHOICES)[None, :]
     result = attention_forward(hw, kernel=kernel, block_q=bq, block_kv=bkv, **_model_args(params))
     fits = np.broadcast_to(result["fits"], result["time_s"].shape)

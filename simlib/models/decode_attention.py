@@ -11,8 +11,12 @@ natural grid has batch × kv_heads thread blocks — often far fewer than SMs (r
   stream-K style, an equal share to every SM; heads cut across SMs are fixed up by the associative softmax
   reduction.
 
-Assumption, stated once: an SM can pull at most its 1/SMs share of the HBM bandwidth, so a grid that occupies
-only some SMs streams the cache proportionally slower. Compute is quantized per SM as in flash_attention.
+Memory time: the whole grid cannot beat the HBM bandwidth, and one SM cannot pull more than it keeps in flight
+over the DRAM latency (Little's law): a block streaming the cache keeps one K tile and one V tile
+(block_kv × (d + dv) × s bytes) in flight, so per_sm_bw = that / latency. The busiest SM's bytes over that rate
+is a second floor, which is what leaves FlashAttention-2 slow when batch × kv_heads is far below the SM count.
+Without a latency in the YAML an SM is assumed to pull its 1/SMs share. Compute is quantized per SM as in
+flash_attention.
 """
 from __future__ import annotations
 
@@ -21,10 +25,15 @@ import numpy as np
 from simlib.dtypes import dtype_bytes
 from simlib.errors import SimlibInputError
 from simlib.hardware.schema import HardwareSpec
-from simlib.models.flash_attention import KERNEL_CEILING, STATS_BYTES, tensor_core_rate
+from simlib.models.flash_attention import KERNEL_CEILING, STATS_BYTES, _unit, tensor_core_rate
 
 DECODE_KERNELS = ("flash2", "flashdecoding", "lean")
 MAX_SPLITS = 128
+# Q block rows the kernels' matrix instructions run on, whatever number of query rows is real: FlashAttention-2's
+# forward kernel uses 128-row Q blocks for head dims up to 128, its split-KV kernel (and kernels built from it)
+# 64-row blocks (flash-attention sources, kernel traits). A decode query has 1 row per head (g with GQA packing),
+# so the rest is padding the tensor cores compute anyway.
+Q_BLOCK_ROWS = {"flash2": 128, "split": 64}
 
 
 def auto_splits(groups, tiles, sms):
@@ -63,13 +72,25 @@ def decode_forward(hw: HardwareSpec, *, batch, heads, kv_heads, seq_kv, head_dim
 
     blocks = np.where(kernel == "lean", np.minimum(sms, lean_units), groups * split)
     active = np.minimum(blocks, sms)
-    # work per SM: flash2 / flashdecoding deal whole blocks; lean deals K/V tiles evenly
-    busiest_share = np.where(kernel == "lean", np.ceil(lean_units / sms) / lean_units,
-                             np.ceil(blocks / sms) / blocks)
+    # K/V tiles on the busiest SM: flash2 / flashdecoding deal whole blocks, lean deals tiles evenly
+    tiles_per_block = np.where(kernel == "flashdecoding", np.ceil(tiles / split), tiles)
+    busiest_tiles = np.where(kernel == "lean", np.ceil(lean_units / sms),
+                             np.ceil(blocks / sms) * tiles_per_block)
+    busiest_share = busiest_tiles / lean_units
+    # every tile runs the matrix instructions on a whole Q block, padded rows included (Q_BLOCK_ROWS)
+    rows = np.maximum(g, np.select([kernel == "flash2"], [Q_BLOCK_ROWS["flash2"]], Q_BLOCK_ROWS["split"]))
+    mac_rate = (tensor_core_rate(hw, dtype) * KERNEL_CEILING["flash2"]
+                * hw.compute[_unit(hw, "matrix")].warp_mma_fraction_of_peak / sms)
+    tile_s = (rows * bkv * (d + dv) / mac_rate + rows * bkv / (hw.issue_rate(_unit(hw, "special"), "fp32") / sms)
+              + 4 * rows * bkv / (hw.issue_rate(_unit(hw, "vector"), "fp32") / sms))
+    compute_s = busiest_tiles * tile_s
     macs = groups * g * n * (d + dv)
-    tc = tensor_core_rate(hw, dtype)
-    compute_s = macs / (tc * KERNEL_CEILING["flash2"]) * sms * busiest_share
-    hbm_s = (hbm / hw.dram.bandwidth_bytes_per_s) * sms * busiest_share
+    hbm_bw = hw.dram.bandwidth_bytes_per_s
+    if hw.dram.latency_ns:
+        per_sm_bw = np.minimum(bkv * (d + dv) * s / (hw.dram.latency_ns * 1e-9), hbm_bw)
+    else:
+        per_sm_bw = hbm_bw / sms
+    hbm_s = np.maximum(hbm / hbm_bw, hbm * busiest_share / per_sm_bw)
     time_s = np.maximum(compute_s, hbm_s)
     return {"time_s": time_s, "bytes_dram": hbm, "flops": 2 * macs, "thread_blocks": blocks,
             "active_sms": active, "splits": split, "compute_s": compute_s, "hbm_s": hbm_s,

@@ -38,11 +38,21 @@ ACCUMULATOR_BYTES = 4
 
 # Fraction of the tensor-core peak a kernel's matmuls reach at best, from published measurements:
 #   flash2: 230 of 312 TFLOP/s on A100, forward (FlashAttention-2 paper, via reference/flash.md) -> 0.73;
-#   flash3: 740 of 989 TFLOP/s on H100, FP16 forward (FlashAttention-3 paper, via reference/flash.md) -> 0.75;
+#   flash3: 740 of 989 TFLOP/s on H100, FP16 forward, head dim 256 (FlashAttention-3 paper, via
+#     reference/flash.md). Per score element that run spends 4*256/740e12 = 1.384 ns; the exp takes
+#     1/3.87e12 = 0.258 ns of it (flash3 does not hide the exp, below), leaving 1.126 ns for 4*256/989.4e12 =
+#     1.035 ns of tensor work -> 0.92;
 #   flash1: 25-40 % of A100 peak (FlashAttention-2 paper's statement about FlashAttention) -> 0.40;
 #   standard: its GEMMs are cuBLAS calls; the 8192^3 bf16 matmul measured on H200 reaches 770-800 of 989
 #   TFLOP/s (reference/hardware.md) -> 0.79.
-KERNEL_CEILING = {"standard": 0.79, "flash1": 0.40, "flash2": 0.73, "flash3": 0.75}
+KERNEL_CEILING = {"standard": 0.79, "flash1": 0.40, "flash2": 0.73, "flash3": 0.92}
+
+# Rows of Q one matrix instruction covers, and so how often a K/V element is read from shared memory:
+# mma.sync works on 16-row warp tiles (FlashAttention-1/2 split Q across warps, 16 rows each; Dao 2023 §3.3);
+# wgmma on 64-row warpgroup tiles (FlashAttention-3). The smallest Q block searched is one tile per warp of a
+# 4-warp block for mma.sync, and one 64-row tile per consumer warpgroup (two) for FlashAttention-3.
+MMA_ROWS = {"standard": 16, "flash1": 16, "flash2": 16, "flash3": 64}
+MIN_BLOCK_Q = {"standard": 16, "flash1": 64, "flash2": 64, "flash3": 128}
 
 
 def _per_sm_capacity(hw: HardwareSpec, name: str) -> float:
@@ -74,8 +84,26 @@ def sram_per_block(kernel, bq, bkv, d, dv, s):
     smem = np.select([kernel == "flash1", kernel == "flash3", kernel == "standard"],
                      [s * (bq * d + bkv * (d + dv) + bq * dv), s * (bq * d + 2 * bkv * (d + dv)), 0],
                      s * (bq * d + bkv * (d + dv)))
-    regs = np.where(kernel == "standard", 0, ACCUMULATOR_BYTES * (bq * bkv + bq * dv))
+    # S in fp32 accumulators, P converted to the input dtype, O in fp32; mma.sync kernels also keep their
+    # Q fragments in registers, wgmma reads Q from shared memory
+    regs = np.where(kernel == "standard", 0, ACCUMULATOR_BYTES * (bq * bkv + bq * dv) + s * bq * bkv
+                    + np.where(kernel == "flash3", 0, s * bq * d))
     return smem, regs
+
+
+def _standard_kernel_seconds(nq, nkv, d, dv, s, n_elementwise, backward, dropout, mac_rate, hbm_rate):
+    """Per head: unfused attention is a sequence of kernels, so its time is the sum of each kernel's roofline,
+    max(MACs / rate, bytes / bandwidth): the GEMMs S = QKᵀ and O = PV (backward: dV = PᵀdO, dP = dO Vᵀ,
+    dQ = dS K, dK = dSᵀQ), each reading its operands and writing its product; the elementwise kernels over the
+    nq × nkv matrix are bound by their bytes."""
+    sq = nq * nkv
+    gemms = [(sq * d, s * (nq * d + nkv * d + sq)), (sq * dv, s * (sq + nkv * dv + nq * dv))]
+    elementwise = s * sq * 2 * n_elementwise
+    if backward:
+        gemms += [(sq * dv, s * (sq + nq * dv + nkv * dv)), (sq * dv, s * (nq * dv + nkv * dv + sq)),
+                  (sq * d, s * (sq + nkv * d + nq * d)), (sq * d, s * (sq + nq * d + nkv * d))]
+        elementwise = elementwise + s * sq * (3 + 2 * int(bool(dropout)))
+    return sum(np.maximum(macs / mac_rate, nbytes / hbm_rate) for macs, nbytes in gemms) + elementwise / hbm_rate
 
 
 def attention_forward(hw: HardwareSpec, *, batch, heads, seq_q, seq_kv, head_dim, head_dim_v=None,
@@ -87,7 +115,7 @@ def attention_forward(hw: HardwareSpec, *, batch, heads, seq_q, seq_kv, head_dim
     for standard), per head, scores = score elements computed:
       flash: MACs scores·(3d + 2dv) (S recomputed; dV, dP, dQ, dK), exps scores (P recomputed);
         flash1 HBM: K, V read and dK, dV written once; per visited tile the Q block's Q, O, dO, l, m read and dQ
-        read + written; flash2/3 HBM: D = rowsum(dO∘O) pre-pass (dO, O read, D written), K, V read and dK, dV
+        accumulated in fp32 (read + write), then dQ converted (fp32 read, dtype written); flash2/3 HBM: D = rowsum(dO∘O) pre-pass (dO, O read, D written), K, V read and dK, dV
         written once, per visited tile Q, dO, L, D read and dQ accumulated in fp32 (read + write), then dQ
         converted (fp32 read, dtype written).
       standard: MACs nq·nkv·(2d + 2dv); the nq·nkv matrices P read for dV, dP written, softmax backward reads P
@@ -147,7 +175,9 @@ def attention_forward(hw: HardwareSpec, *, batch, heads, seq_q, seq_kv, head_dim
         vector_ops = vector_ops + 3 * scores + nq * dv
         io = s * 2 * (nq * d + nkv * d + nkv * dv)
         standard_bytes = standard_bytes + io + s * 2 * nq * dv + s * nq * nkv * (7 + 2 * int(bool(dropout)))
-        flash1_bytes = flash1_bytes + 2 * s * nkv * (d + dv) + t.q_rows_read * (3 * s * d + 2 * s * dv + 2 * STATS_BYTES)
+        flash1_bytes = (flash1_bytes + 2 * s * nkv * (d + dv)
+                        + t.q_rows_read * (2 * s * d + s * dv + 2 * STATS_BYTES + 2 * ACCUMULATOR_BYTES * d)
+                        + nq * d * (ACCUMULATOR_BYTES + s))
         flash2_bytes = (flash2_bytes + 2 * s * nq * dv + STATS_BYTES * nq + 2 * s * nkv * (d + dv)
                         + t.q_rows_read * (s * d + s * dv + 2 * STATS_BYTES + 2 * ACCUMULATOR_BYTES * d)
                         + nq * d * (ACCUMULATOR_BYTES + s))
@@ -157,24 +187,38 @@ def attention_forward(hw: HardwareSpec, *, batch, heads, seq_q, seq_kv, head_dim
 
     ceiling = np.asarray([KERNEL_CEILING[k] for k in kernel_arr.ravel()]).reshape(kernel_arr.shape) \
         if efficiency is None else np.asarray(efficiency, dtype=float)
-    tc_rate = tensor_core_rate(hw, dtype)
+    warp_mma = hw.compute[_unit(hw, "matrix")].warp_mma_fraction_of_peak
+    tc_rate = tensor_core_rate(hw, dtype) * np.where(kernel_arr == "flash3", 1.0, warp_mma)
     sfu_rate = hw.issue_rate(_unit(hw, "special"), "fp32")
     vec_rate = hw.issue_rate(_unit(hw, "vector"), "fp32")
     tensor_s = bh * macs / (tc_rate * ceiling) * quantization
     exp_s = bh * exps / sfu_rate * quantization
     vector_s = bh * vector_ops / vec_rate * quantization
-    compute_s = np.where(kernel_arr == "flash3", np.maximum(tensor_s, exp_s + vector_s),
+    compute_s = np.where(kernel_arr == "flash3", np.maximum(tensor_s, vector_s) + exp_s,
                          tensor_s + exp_s + vector_s)
     hbm_s = hbm / hw.dram.bandwidth_bytes_per_s
-    # every visited tile streams its K/V block through L2 and shared memory into the tensor cores
+    # every visited tile streams its K/V block (flash1: its Q/O block) from L2 into shared memory; the
+    # tensor cores then read the K/V operand from shared memory once per MMA row tile (MMA_ROWS)
     on_chip = bh * np.where(std, 0, s * (nq * d + nq * dv) + np.where(f1, t.q_rows_read * s * (d + 2 * dv),
                                                                        t.kv_rows_read * s * (d + dv)))
+    mma_rows = np.asarray([MMA_ROWS[k] for k in kernel_arr.ravel()]).reshape(kernel_arr.shape)
+    operand_reads = bh * np.where(std, 0, np.ceil(bq / mma_rows) * mma_rows / np.minimum(bq, nq)
+                                  * scores / mma_rows * s * (d + dv))
+    # wgmma reads its A operand (Q) from shared memory too: the Q block once per visited tile
+    operand_reads = operand_reads + bh * np.where(kernel_arr == "flash3", t.q_rows_read * s * d, 0)
     smem_bw = hw.level("smem").bandwidth_bytes_per_s
     l2_bw = cache.bandwidth_bytes_per_s if cache else None
-    smem_s = on_chip / smem_bw if smem_bw else np.zeros_like(hbm_s)
+    smem_s = (on_chip + operand_reads) / smem_bw if smem_bw else np.zeros_like(hbm_s)
     l2_s = on_chip / l2_bw if l2_bw else np.zeros_like(hbm_s)
     memory_s = np.maximum(hbm_s, np.maximum(smem_s, l2_s))
-    time_s = np.maximum(compute_s, memory_s)
+    # a thread block's first loads (Q and the first K/V tile) and its final store of O each wait one DRAM
+    # round trip that nothing hides when the SM holds a single block at a time
+    latency = (hw.dram.latency_ns or 0.0) * 1e-9
+    exposed_s = np.where(std | (per_sm >= 2), 0.0, 2 * latency * np.ceil(blocks / sms))
+    time_s = np.maximum(compute_s, memory_s) + exposed_s
+    time_s = np.where(std, bh * _standard_kernel_seconds(nq, nkv, d, dv, s, n_elementwise, backward, dropout,
+                                                         tc_rate * ceiling, hw.dram.bandwidth_bytes_per_s),
+                      time_s)
     matmul_flops = 2 * bh * macs
     return {
         "time_s": time_s, "flops": matmul_flops, "useful_flops": 2 * bh * t.useful_elements * (d + dv),

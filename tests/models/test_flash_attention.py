@@ -70,7 +70,8 @@ def test_waves_and_tail_by_hand():
     r = fwd("h100", seq_q=16384, seq_kv=16384, head_dim=128, kernel="flash2", block_q=128, block_kv=64)
     assert r["thread_blocks"] == 128 and r["waves"] == 1
     macs = 16384 * 16384 * 256
-    assert r["tensor_s"] == pytest.approx(macs / (hw.issue_rate("tensor_core", "bf16") * 0.73) * 132 / 128)
+    # flash2 issues mma.sync, which reaches 0.667 of the H100 peak (hardware/h100.yaml, FlashAttention-3 paper)
+    assert r["tensor_s"] == pytest.approx(macs / (989.4e12 / 2 * 0.667 * 0.73) * 132 / 128)
 
 
 @settings(max_examples=40, deadline=None)

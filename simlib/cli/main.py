@@ -135,6 +135,27 @@ def figure(name: str = typer.Argument(..., help="Figure set: 'attention'."),
     typer.echo(f"wrote {folder}/tflops_vs_seq_{hw.name}.png and {folder}/hbm_bytes_vs_block_{hw.name}.png")
 
 
+@app.command()
+def validate(name: str = typer.Argument(..., help="Validation set: 'attention' (H100 forward TFLOP/s)."),
+             hardware: str = typer.Option("h100", "--hardware", "-H"),
+             tolerance: float = typer.Option(0.20, "--tolerance", help="Relative error counted as a match."),
+             json_out: bool = typer.Option(False, "--json", help="Print the rows as JSON.")):
+    """Set predictions against the published measurements shipped with simlib, one row per measurement."""
+    from simlib.cli.render import frame_table
+    from simlib.validation.attention_throughput import throughput_table
+    with input_errors():
+        if name != "attention":
+            raise SimlibInputError(None, "validate", f"unknown validation set {name!r} (expected: attention)")
+        table = throughput_table(hardware)
+    if json_out:
+        typer.echo(to_json(table.to_dict(orient="records")))
+        return
+    print_tables([frame_table(f"{name} on {hardware}: predicted vs published", table)])
+    within = int((table["error"].abs() <= tolerance).sum())
+    typer.echo(f"{within} of {len(table)} rows within {tolerance:.0%}; "
+               f"median |error| {table['error'].abs().median():.1%}")
+
+
 def main() -> None:
     app()
 

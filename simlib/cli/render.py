@@ -127,6 +127,24 @@ def model_table(model: str, data: dict | list[dict]) -> Table:
     return table
 
 
+def frame_table(title: str, frame) -> Table:
+    """A pandas DataFrame as a rich table: floats to 3 significant digits, columns named 'error' in percent."""
+    table = Table(title=title)
+    for column in frame.columns:
+        table.add_column(str(column))
+    for row in frame.itertuples(index=False):
+        cells = []
+        for column, value in zip(frame.columns, row):
+            if column == "error":
+                cells.append(f"{value:+.1%}")
+            elif isinstance(value, float):
+                cells.append(f"{value:.3g}")
+            else:
+                cells.append(str(value))
+        table.add_row(*cells)
+    return table
+
+
 def print_tables(tables: list[Table]) -> None:
     console = Console()
     if not console.is_terminal:

@@ -16,11 +16,17 @@ Kernels, per head (nq queries, nkv keys, head dims d and dv, s bytes per element
 
 Time: tensor-core MACs, SFU exps and other vector ops are summed over all thread blocks; on an SM a block's work
 is its share, so compute time is quantized by waves over the SMs: t = t_total · SMs · ⌈blocks/SMs⌉ / blocks.
-flash1/flash2 run softmax and GEMMs one after the other within a warp (compute = tensor + exp + vector);
-flash3 overlaps them (compute = max). Every visited tile also streams its K/V block (flash1: its Q/O block)
-through L2 and shared memory; those bytes over the L2 and shared-memory bandwidths (where the YAML gives them)
-are roofs too, which is what makes very small tiles slow. Time = max(compute, HBM, L2, shared memory). The tensor rate is capped by
-a per-kernel efficiency ceiling from published measurements (see KERNEL_CEILING).
+flash1/flash2 issue warp-synchronous mma.sync, which on Hopper reaches only part of the peak (the YAML's
+``warp_mma_fraction_of_peak``), and run softmax and GEMMs one after the other (compute = tensor + exp + vector).
+flash3 issues wgmma; the ping-pong of two warpgroups hides the softmax arithmetic behind the other warpgroup's
+GEMMs, but not the exps: the FlashAttention-3 paper's throughput across head dims 64/128/256 follows
+tensor + exp, so compute = max(tensor, vector) + exp. Each visited tile streams its K/V block (flash1: its Q/O
+block) from L2 into shared memory, and the tensor cores read the K/V operand from shared memory once per MMA row
+tile (16 rows for mma.sync, 64 for wgmma; wgmma also reads Q there): those bytes over the L2 and shared-memory
+bandwidths (where the YAML gives them) are roofs too. Time = max(compute, HBM, L2, shared memory), plus two
+exposed DRAM round trips per block (first loads, last store) when an SM holds a single block. The tensor rate is
+capped by a per-kernel efficiency ceiling from published measurements (see KERNEL_CEILING). Standard attention is
+a sequence of kernels: the sum of each kernel's roofline (``_standard_kernel_seconds``).
 """
 from __future__ import annotations
 
@@ -37,7 +43,9 @@ STATS_BYTES = 4
 ACCUMULATOR_BYTES = 4
 
 # Fraction of the tensor-core peak a kernel's matmuls reach at best, from published measurements:
-#   flash2: 230 of 312 TFLOP/s on A100, forward (FlashAttention-2 paper, via reference/flash.md) -> 0.73;
+#   flash2: 230 of 312 TFLOP/s on A100, forward (FlashAttention-2 paper, via reference/flash.md) -> 0.73 (with the
+#     softmax added serially the model then gives ~52 % of the A100 peak at head dim 128, the low end of the
+#     paper's 50-73 % range; on H100 it matches the FlashAttention-3 paper's FlashAttention-2 bars);
 #   flash3: 740 of 989 TFLOP/s on H100, FP16 forward, head dim 256 (FlashAttention-3 paper, via
 #     reference/flash.md). Per score element that run spends 4*256/740e12 = 1.384 ns; the exp takes
 #     1/3.87e12 = 0.258 ns of it (flash3 does not hide the exp, below), leaving 1.126 ns for 4*256/989.4e12 =
@@ -214,7 +222,7 @@ def attention_forward(hw: HardwareSpec, *, batch, heads, seq_q, seq_kv, head_dim
     # a thread block's first loads (Q and the first K/V tile) and its final store of O each wait one DRAM
     # round trip that nothing hides when the SM holds a single block at a time
     latency = (hw.dram.latency_ns or 0.0) * 1e-9
-    exposed_s = np.where(std | (per_sm >= 2), 0.0, 2 * latency * np.ceil(blocks / sms))
+    exposed_s = np.where(std | (per_sm >= 2), 0.0, 2 * latency * np.ceil(np.where(std, 0, blocks) / sms))
     time_s = np.maximum(compute_s, memory_s) + exposed_s
     time_s = np.where(std, bh * _standard_kernel_seconds(nq, nkv, d, dv, s, n_elementwise, backward, dropout,
                                                          tc_rate * ceiling, hw.dram.bandwidth_bytes_per_s),

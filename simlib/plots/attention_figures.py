@@ -41,10 +41,11 @@ def throughput_vs_sequence(hw: HardwareSpec, head_dims=(64, 128), causal=False, 
 
 def bytes_vs_block_size(hw: HardwareSpec, seq=1024, head_dim=64, batch=64, heads=16,
                         blocks=(32, 64, 128, 256, 512)):
-    """FlashAttention (Algorithm 1) with square blocks: HBM bytes and runtime against the block size."""
+    """FlashAttention (Algorithm 1) with K/V block B_c and Q block B_r = min(B_c, d), the paper's rule: HBM
+    bytes and runtime against B_c."""
     b = np.asarray(blocks)
     r = attention_forward(hw, batch=batch, heads=heads, seq_q=seq, seq_kv=seq, head_dim=head_dim,
-                          kernel="flash1", block_q=b, block_kv=b)
+                          kernel="flash1", block_q=np.minimum(b, head_dim), block_kv=b)
     fig, ax = plt.subplots(figsize=(5, 4))
     ax.bar([str(x) for x in blocks], r["bytes_dram"] / 1e9, color="tab:blue", label="HBM bytes")
     ax.set_xlabel("block size")

@@ -158,12 +158,75 @@ def test_backward_bytes_and_macs_by_hand():
     assert std_both["bytes_dram"] - std["bytes_dram"] == s * (2 * 3 * n * d + 2 * n * d + 7 * n * n)
 
 
-def test_gpt2_medium_standard_attention_hbm_bytes_match_figure_2():
-    """Figure 2 left: 40.3 GB for standard attention, fwd + bwd, with causal mask and dropout; 15 % tolerance
-    (the issue's). The FLOP, FlashAttention-bytes and runtime rows of that figure are not reproduced yet."""
+def _figure2_rows():
     import csv
     path = Path(__file__).parent.parent / "data" / "flash_figure2.csv"
-    rows = {r["kernel"]: r for r in csv.DictReader(l for l in path.read_text().splitlines() if not l.startswith("#"))}
-    r = fwd("a100", batch=64, heads=16, seq_q=1024, seq_kv=1024, head_dim=64, causal=True, dropout=True,
-            backward=True, kernel="standard")
-    assert r["bytes_dram"] / 1e9 == pytest.approx(float(rows["standard"]["hbm_gb"]), rel=0.15)
+    return {r["kernel"]: r for r in csv.DictReader(l for l in path.read_text().splitlines() if not l.startswith("#"))}
+
+
+GPT2_MEDIUM = dict(batch=64, heads=16, seq_q=1024, seq_kv=1024, head_dim=64, dtype="fp16", causal=True,
+                   dropout=True, backward=True)
+
+
+def _flash1_paper_blocks(hw, d):
+    """FlashAttention's Algorithm 1 block rule: B_c = ceil(M / 4d) for M elements of SRAM, as a power of two
+    (the kernels' tiles), B_r = min(B_c, d)."""
+    m = load_hardware(hw).level("smem").capacity_bytes / 2
+    bc = 2 ** int(math.floor(math.log2(math.ceil(m / (4 * d)))))
+    return min(bc, d), bc
+
+
+def test_gpt2_medium_hbm_bytes_and_flash_runtime_match_figure_2():
+    """Figure 2 left (A100, fwd + bwd, causal GPT-2 with attention dropout): HBM bytes within 15 % of 40.3 GB
+    (standard) and 4.4 GB (FlashAttention), FlashAttention runtime within 25 % of 7.3 ms (the issue's tolerances)."""
+    rows = _figure2_rows()
+    br, bc = _flash1_paper_blocks("a100", 64)
+    assert (br, bc) == (64, 256)
+    std = fwd("a100", kernel="standard", **GPT2_MEDIUM)
+    flash = fwd("a100", kernel="flash1", block_q=br, block_kv=bc, **GPT2_MEDIUM)
+    assert std["bytes_dram"] / 1e9 == pytest.approx(float(rows["standard"]["hbm_gb"]), rel=0.15)
+    assert flash["bytes_dram"] / 1e9 == pytest.approx(float(rows["flash"]["hbm_gb"]), rel=0.15)
+    assert flash["time_s"] * 1e3 == pytest.approx(float(rows["flash"]["runtime_ms"]), rel=0.25)
+
+
+@pytest.mark.xfail(strict=True, reason="PyTorch's unfused elementwise kernels ran at about half the HBM peak "
+                                       "(40.3 GB in 41.7 ms); the model charges bytes at the peak")
+def test_gpt2_medium_standard_runtime_matches_figure_2():
+    r = fwd("a100", kernel="standard", **GPT2_MEDIUM)
+    assert r["time_s"] * 1e3 == pytest.approx(float(_figure2_rows()["standard"]["runtime_ms"]), rel=0.25)
+
+
+def test_gpt2_medium_matmul_flops_by_hand_and_the_published_ratio():
+    """Closed form (worked by hand; the FlashAttention author gives the same in flash-attention issue #741):
+    forward 4·N²·d·B·H = 275 GFLOP; backward 2x that for standard attention, 2.5x for FlashAttention (S is
+    recomputed) -> 825 and 962 GFLOP over the full score matrix. Figure 2's GFLOPs column is off from these by a
+    constant factor (the author's words), but its FlashAttention / standard ratio, 75.2 / 66.6 = 1.13, is
+    reproduced within 10 %."""
+    common = dict(GPT2_MEDIUM, causal=False)
+    br, bc = _flash1_paper_blocks("a100", 64)
+    std = fwd("a100", kernel="standard", **common)["flops"]
+    flash = fwd("a100", kernel="flash1", block_q=br, block_kv=bc, **common)["flops"]
+    forward = 4 * 1024 ** 2 * 64 * 64 * 16
+    assert std == 3 * forward and flash == 3.5 * forward
+    rows = _figure2_rows()
+    assert flash / std == pytest.approx(float(rows["flash"]["gflops"]) / float(rows["standard"]["gflops"]), rel=0.10)
+
+
+@pytest.mark.xfail(strict=True, reason="Figure 2's GFLOPs column is off by a constant factor (flash-attention "
+                                       "issue #741); the model counts the matmul FLOPs")
+def test_gpt2_medium_gflops_match_figure_2_absolutely():
+    rows = _figure2_rows()
+    std = fwd("a100", kernel="standard", **dict(GPT2_MEDIUM, causal=False))["flops"]
+    assert std / 1e9 == pytest.approx(float(rows["standard"]["gflops"]), rel=0.10)
+
+
+def test_runtime_stops_improving_once_compute_bound_figure_2_middle():
+    """Figure 2 middle (A100, seq 1024, head dim 64, forward): runtime falls with the block size while HBM bound
+    and is flat (< 2 % change) from a block size of 256 on, where the paper shows it stop improving."""
+    from simlib.plots.attention_figures import bytes_vs_block_size
+    _, r = bytes_vs_block_size(load_hardware("a100"), blocks=(32, 64, 128, 256, 512))
+    time = r["time_s"]
+    assert np.all(np.diff(time) <= 0)
+    assert time[0] > 1.5 * time[3]                     # 32 -> 256: a large gain while HBM bound
+    assert time[3] / time[4] - 1 < 0.02                # 256 -> 512: no gain
+    assert r["bound"][0] == "hbm" and r["bound"][3] == "compute"

@@ -1,0 +1,1 @@
+"""Model predictions set against published measurements shipped with the package."""

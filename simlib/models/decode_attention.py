@@ -25,7 +25,7 @@ import numpy as np
 from simlib.dtypes import dtype_bytes
 from simlib.errors import SimlibInputError
 from simlib.hardware.schema import HardwareSpec
-from simlib.models.flash_attention import KERNEL_CEILING, STATS_BYTES, _unit, tensor_core_rate
+from simlib.models.flash_attention import STATS_BYTES, tile_seconds
 
 DECODE_KERNELS = ("flash2", "flashdecoding", "lean")
 MAX_SPLITS = 128
@@ -79,10 +79,7 @@ def decode_forward(hw: HardwareSpec, *, batch, heads, kv_heads, seq_kv, head_dim
     busiest_share = busiest_tiles / lean_units
     # every tile runs the matrix instructions on a whole Q block, padded rows included (Q_BLOCK_ROWS)
     rows = np.maximum(g, np.select([kernel == "flash2"], [Q_BLOCK_ROWS["flash2"]], Q_BLOCK_ROWS["split"]))
-    mac_rate = (tensor_core_rate(hw, dtype) * KERNEL_CEILING["flash2"]
-                * hw.compute[_unit(hw, "matrix")].warp_mma_fraction_of_peak / sms)
-    tile_s = (rows * bkv * (d + dv) / mac_rate + rows * bkv / (hw.issue_rate(_unit(hw, "special"), "fp32") / sms)
-              + 4 * rows * bkv / (hw.issue_rate(_unit(hw, "vector"), "fp32") / sms))
+    tile_s = tile_seconds(hw, dtype, "flash2", rows, bkv, d, dv)
     compute_s = busiest_tiles * tile_s
     macs = groups * g * n * (d + dv)
     hbm_bw = hw.dram.bandwidth_bytes_per_s

@@ -86,6 +86,23 @@ def tensor_core_rate(hw: HardwareSpec, dtype: str) -> float:
     return rate
 
 
+def tile_seconds(hw: HardwareSpec, dtype: str, kernel: str, rows, cols, d, dv, extra_vector_ops=0.0,
+                 serial: bool | None = None):
+    """Time one SM spends on one rows × cols tile of scores, by the composition attention_forward uses:
+    MACs rows·cols·(d + dv) on the tensor core (capped by KERNEL_CEILING, mma.sync at the YAML's fraction of
+    peak unless flash3), rows·(cols + 1) exps on the SFU (one per score plus a rescale per row), and
+    4·rows·cols + rows·dv other ops (max, scale-subtract, sum, convert; O rescale) plus ``extra_vector_ops`` on
+    the CUDA cores. flash3 hides the vector work behind the other warpgroup's GEMMs (max(tensor, vector) + exp);
+    the others, or ``serial=True``, add all three."""
+    sms = hw.processors.count
+    fraction = 1.0 if kernel == "flash3" else hw.compute[_unit(hw, "matrix")].warp_mma_fraction_of_peak
+    tensor = rows * cols * (d + dv) / (tensor_core_rate(hw, dtype) * KERNEL_CEILING[kernel] * fraction / sms)
+    exp = rows * (cols + 1) / (hw.issue_rate(_unit(hw, "special"), "fp32") / sms)
+    vector = (4 * rows * cols + rows * dv + extra_vector_ops) / (hw.issue_rate(_unit(hw, "vector"), "fp32") / sms)
+    serial = kernel != "flash3" if serial is None else serial
+    return tensor + exp + vector if serial else np.maximum(tensor, vector) + exp
+
+
 def sram_per_block(kernel, bq, bkv, d, dv, s):
     """(shared-memory bytes, register bytes) one thread block holds."""
     kernel = np.asarray(kernel)

@@ -13,10 +13,11 @@ from simlib.cli.render import (hardware_detail, hardware_table, prediction_table
 from simlib.cli.values import parse_settings
 from simlib.errors import SimlibInputError
 from simlib.models.attention_cli import predict_attention
+from simlib.models.gna_cli import predict_gna_cli
 from simlib.hardware.catalog import hardware_names, load_hardware
 from simlib.workload.workload import load_workload, workload_names
 
-MODELS = {"attention": predict_attention}
+MODELS = {"attention": predict_attention, "gna": predict_gna_cli}
 
 app = typer.Typer(help="Performance simulator and analytical models for attention.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)

@@ -110,7 +110,29 @@ def workload_tables(data: dict) -> list[Table]:
     return [head, tensors, einsums]
 
 
+def summary_table(title: str, data: dict) -> Table:
+    """Name / value rows of a flat result; times, FLOPs and bytes in SI units."""
+    table = Table(title=title)
+    table.add_column("quantity")
+    table.add_column("value")
+    for key, value in data.items():
+        if key.endswith("_s") and isinstance(value, float):
+            text = si(value, "s")
+        elif key.endswith("_flops") and isinstance(value, float):
+            text = si(value, "FLOP")
+        elif isinstance(value, float):
+            text = f"{value:.4g}"
+        elif isinstance(value, list):
+            text = "x".join(str(v) for v in value)
+        else:
+            text = str(value)
+        table.add_row(key, text)
+    return table
+
+
 def model_table(model: str, data: dict | list[dict]) -> Table:
+    if model == "gna":
+        return summary_table(f"gna on {data['hardware']}", data)
     rows = data if isinstance(data, list) else [data]
     table = Table(title=f"{model} on {rows[0]['hardware']}")
     columns = ["kernel", "time", "TFLOP/s", "HBM bytes", "block_q", "block_kv", "waves", "bound"]

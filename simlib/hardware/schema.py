@@ -102,6 +102,12 @@ class Interconnect(_Strict):
     nvlink_bytes_per_s: float | None = Field(default=None, gt=0)
 
 
+class FmhaTile(_Strict):
+    """Tokens per Q tile and per KV tile of the part's fused attention forward kernel (head dim 128)."""
+    q_tokens: int = Field(gt=0)
+    kv_tokens: int = Field(gt=0)
+
+
 class HardwareSpec(_Strict):
     name: str
     family: Literal["gpu", "spatial"]
@@ -114,6 +120,7 @@ class HardwareSpec(_Strict):
     op_decomposition: dict[OpName, dict[OpName, float]] = Field(default_factory=dict)
     interconnect: Interconnect | None = None
     features: list[str] = Field(default_factory=list)
+    fmha_tile: FmhaTile | None = None
     source_file: str | None = None
 
     @model_validator(mode="after")

@@ -1,0 +1,180 @@
+"""Generalized Neighborhood Attention (GNA): the mask, a tile-level simulator and a runtime model on GPUs.
+
+Mask (Hassani et al. 2025, arXiv 2504.16922; NATTEN), per dimension of extent n with window w, stride s,
+dilation δ and a causal flag:
+
+* dilation: query i and key j interact only if i ≡ j (mod δ); each residue group is an undilated problem of
+  its own, of length ⌊n/δ⌋ (+1 for the first n mod δ groups). NATTEN runs the groups as separate sub-problems,
+  so tiles never straddle two groups.
+* non-causal: the query's stride-group leader ℓ = min(⌊i/s⌋·s + ⌊s/2⌋, n − 1); the window is the w keys from
+  clamp(ℓ − ⌊w/2⌋, 0, n − w) (it shifts inward at the borders, so every query sees exactly w keys).
+* causal: ℓ = min(⌊i/s⌋·s + s − 1, n − 1) and the keys max(ℓ − w + 1, 0) … i.
+* several dimensions: the AND of the per-dimension masks, so a window is a box.
+
+Tiles: the layout is cut into box-shaped Q tiles and KV tiles (tokens permuted so each is contiguous); with the
+static KV tiling of the Hopper/Blackwell kernels a Q tile visits every KV tile that meets the union of its
+queries' windows. Window ends never decrease with i, so in each dimension that union is
+[lo(first query), hi(last query)] and the keys every query of the tile sees are [lo(last), hi(first)]; boxes
+make every count a product over dimensions (visited tiles, fully unmasked tiles, computed and useful scores),
+and sums over Q tiles factor the same way. So one dimension at a time is simulated with numpy over its Q tiles
+and queries; nothing loops over tokens or tiles in Python.
+
+Runtime: a thread block per (batch, head, Q tile) runs its visited KV tiles, each costing what the
+FlashAttention model charges one tile of that shape (``tile_seconds``). When the mask is not fully block-sparse
+the kernel is built with fine-grained masking, and every tile then takes the masked path: the mask test
+(MASK_OPS_PER_DIM compare/select ops per score and dimension) sits in the softmax, which no longer overlaps the
+GEMMs (serial composition). NATTEN's H100 measurements show this: neighborhood attention with a 2048 window,
+17 KV tiles per Q tile of which 15 are unmasked, runs 1.6x slower than the 16-tile blocked case. The busiest SM
+runs ⌈blocks / SMs⌉ blocks of the mean tile count, and never less than the largest block. Permuting Q, K, V
+into tile order and O back is a memory-bound copy, reported separately (none for 1-D layouts).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from simlib.dtypes import dtype_bytes
+from simlib.hardware.schema import HardwareSpec
+from simlib.models.flash_attention import tile_seconds
+
+MASK_OPS_PER_DIM = 3   # per score and dimension: lo <= key, key <= hi, and-combine
+
+
+def window_bounds(i, n, w, s, causal):
+    """Inclusive key interval [lo, hi] of query i in one undilated dimension of extent n (arrays broadcast)."""
+    i, n, w, s, causal = np.broadcast_arrays(i, n, w, s, np.asarray(causal, dtype=bool))
+    start = np.clip(np.minimum((i // s) * s + s // 2, n - 1) - w // 2, 0, np.maximum(n - w, 0))
+    causal_leader = np.minimum((i // s) * s + s - 1, n - 1)
+    lo = np.where(causal, np.maximum(causal_leader - w + 1, 0), start)
+    hi = np.where(causal, i, start + w - 1)
+    return lo, hi
+
+
+def _ceil_div(a, b):
+    return -(-a // b)
+
+
+def dimension_stats(n, w, s, dilation, causal, q_tile, kv_tile) -> dict[str, np.ndarray]:
+    """Per-dimension tile statistics, vectorized over any broadcast shape of the seven parameters.
+
+    Axes inside: parameter point × dilation group × Q tile (× query, for causal useful counts)."""
+    args = np.broadcast_arrays(*(np.asarray(x) for x in (n, w, s, dilation, causal, q_tile, kv_tile)))
+    shape = args[0].shape
+    n, w, s, dil, causal, tq, tk = (a.ravel()[:, None, None].astype(np.int64) for a in args)
+    g = np.arange(int(dil.max()))[None, :, None]
+    group_ok = g < dil
+    nr = np.where(group_ok, n // dil + (g < n % dil), 0)
+    a = np.arange(int(_ceil_div(nr, tq).max()))[None, None, :]
+    tile_ok = a * tq < nr
+    safe_n = np.maximum(nr, w)
+    q0 = np.minimum(a * tq, safe_n - 1)
+    q1 = np.minimum(a * tq + tq, safe_n) - 1
+    q1 = np.where(tile_ok, np.minimum(q1, nr - 1), q1)
+    lo0, hi0 = window_bounds(q0, safe_n, w, s, causal)
+    lo1, hi1 = window_bounds(q1, safe_n, w, s, causal)
+    visited = hi1 // tk - lo0 // tk + 1
+    last_full = np.where(hi0 >= nr - 1, _ceil_div(nr, tk) - 1, (hi0 + 1) // tk - 1)
+    full = np.where(lo1 <= hi0, np.maximum(last_full - _ceil_div(lo1, tk) + 1, 0), 0)
+    covered = np.minimum((hi1 // tk + 1) * tk, nr) - (lo0 // tk) * tk
+    rows = q1 - q0 + 1
+
+    def total(x):
+        return np.where(tile_ok, x, 0).sum(axis=(1, 2))
+
+    useful = (nr * w).sum(axis=(1, 2))
+    if causal.any():
+        i = np.arange(int(nr.max()))[None, None, :]
+        lo, hi = window_bounds(np.minimum(i, safe_n - 1), safe_n, w, s, causal)
+        causal_useful = np.where(i < nr, hi - lo + 1, 0).sum(axis=(1, 2))
+        useful = np.where(causal[:, 0, 0], causal_useful, useful)
+    out = {"q_tiles": tile_ok.sum(axis=(1, 2)), "visited": total(visited),
+           "max_visited": np.where(tile_ok, visited, 0).max(axis=(1, 2)), "full": total(full),
+           "computed": total(rows * covered), "useful": useful,
+           "block_sparse": np.all(np.where(tile_ok, visited == full, True), axis=(1, 2))}
+    return {k: v.reshape(shape) for k, v in out.items()}
+
+
+def simulate_tiles(shape, window, stride, dilation, causal, q_tile, kv_tile) -> dict[str, np.ndarray]:
+    """Tile counts and speedup bounds of a GNA mask; every argument is a per-dimension sequence whose items may
+    be arrays (they broadcast, so a sweep is one call)."""
+    dims = [dimension_stats(*p) for p in zip(shape, window, stride, dilation, causal, q_tile, kv_tile)]
+
+    def product(key):
+        return math.prod(np.asarray(d[key], dtype=np.float64) for d in dims)
+
+    tokens = math.prod(np.asarray(n, dtype=np.float64) for n in shape)
+    self_tiles = math.prod(np.ceil(np.asarray(n) / np.asarray(k)) for n, k in zip(shape, kv_tile))
+    out = {"q_tiles": product("q_tiles"), "tiles_visited": product("visited"), "max_tiles": product("max_visited"),
+           "tiles_unmasked": product("full"), "computed_scores": product("computed"),
+           "useful_scores": product("useful"), "self_tiles_per_q_tile": np.asarray(self_tiles, dtype=np.float64),
+           "fully_block_sparse": np.logical_and.reduce([d["block_sparse"] for d in dims])}
+    out["tiles_masked"] = out["tiles_visited"] - out["tiles_unmasked"]
+    out["speedup_bound"] = tokens ** 2 / out["useful_scores"]
+    out["tile_speedup_bound"] = out["self_tiles_per_q_tile"] / out["max_tiles"]
+    out["sparsity"] = 1 - out["useful_scores"] / tokens ** 2
+    return out
+
+
+def default_tile_shape(tokens: int, ndim: int) -> tuple[int, ...]:
+    """NATTEN's default tile shapes for a token count: 1-D (T,), 2-D (16, T/16), 3-D (T/64, 8, 8)."""
+    return {1: (tokens,), 2: (16, tokens // 16), 3: (tokens // 64, 8, 8)}[ndim]
+
+
+def attention_kernel(hw: HardwareSpec) -> str:
+    return "flash3" if "warp_specialization" in hw.features else "flash2"
+
+
+def gna_runtime(hw: HardwareSpec, sim: dict, *, ndim, q_tokens, kv_tokens, tokens, batch, heads, head_dim,
+                dtype) -> dict[str, np.ndarray]:
+    """Kernel time of a simulated mask (see the module docstring) and the permute time."""
+    kernel = attention_kernel(hw)
+    unmasked = tile_seconds(hw, dtype, kernel, q_tokens, kv_tokens, head_dim, head_dim)
+    masked = tile_seconds(hw, dtype, kernel, q_tokens, kv_tokens, head_dim, head_dim,
+                          extra_vector_ops=MASK_OPS_PER_DIM * ndim * q_tokens * kv_tokens, serial=True)
+    per_tile = np.where(sim["fully_block_sparse"], unmasked, masked)
+    blocks = batch * heads * sim["q_tiles"]
+    busiest = np.maximum(np.ceil(blocks / hw.processors.count) * sim["tiles_visited"] / sim["q_tiles"],
+                         sim["max_tiles"])
+    io_bytes = 4.0 * batch * heads * tokens * head_dim * dtype_bytes(dtype)     # Q, K, V read, O written
+    bandwidth = hw.dram.bandwidth_bytes_per_s
+    return {"time_s": np.maximum(busiest * per_tile, io_bytes / bandwidth),
+            "permute_time_s": np.asarray(0.0 if ndim == 1 else 2 * io_bytes / bandwidth),
+            "tile_time_s": per_tile, "thread_blocks": blocks,
+            "waves": np.ceil(blocks / hw.processors.count)}
+
+
+def predict_gna(hw: HardwareSpec, *, shape, window, stride=None, dilation=None, causal=None, q_tile=None,
+                kv_tile=None, batch=1, heads=1, head_dim=128, dtype="bf16") -> dict:
+    """Simulated tiles, bounds and predicted runtimes of one GNA problem against dense self attention on the
+    same hardware and tiles."""
+    ndim = len(shape)
+    stride = stride or (1,) * ndim
+    dilation = dilation or (1,) * ndim
+    causal = causal or (False,) * ndim
+    q_tile = q_tile or default_tile_shape(hw.fmha_tile.q_tokens, ndim)
+    kv_tile = kv_tile or default_tile_shape(hw.fmha_tile.kv_tokens, ndim)
+    sim = simulate_tiles(shape, window, stride, dilation, causal, q_tile, kv_tile)
+    dense = simulate_tiles(shape, shape, (1,) * ndim, (1,) * ndim, (False,) * ndim, q_tile, kv_tile)
+    common = dict(ndim=ndim, q_tokens=math.prod(q_tile), kv_tokens=math.prod(kv_tile), tokens=math.prod(shape),
+                  batch=batch, heads=heads, head_dim=head_dim, dtype=dtype)
+    run = gna_runtime(hw, sim, **common)
+    base = gna_runtime(hw, dense, **common)
+    flops_per_score = 4 * head_dim * batch * heads
+    result = {"hardware": hw.name, "kernel": attention_kernel(hw), "shape": list(shape), "window": list(window),
+              "stride": list(stride), "dilation": list(dilation), "causal": list(causal), "q_tile": list(q_tile),
+              "kv_tile": list(kv_tile), "batch": batch, "heads": heads, "head_dim": head_dim, "dtype": dtype,
+              "useful_flops": sim["useful_scores"] * flops_per_score,
+              "computed_flops": sim["computed_scores"] * flops_per_score,
+              "baseline_time_s": base["time_s"], **run, **sim}
+    result["speedup"] = result["baseline_time_s"] / result["time_s"]
+    result["tflops"] = result["useful_flops"] / result["time_s"] / 1e12
+    return {k: (v.item() if isinstance(v, (np.ndarray, np.generic)) and np.ndim(v) == 0 else v)
+            for k, v in result.items()}
+
+
+def end_to_end_speedup(op_speedup, attention_share, gna_step_fraction=1.0):
+    """Amdahl's law over a diffusion model's denoising steps (the GNA paper's end-to-end estimate):
+    1 / ((1 − f') + f' / S) with f' = attention share × fraction of steps that use GNA."""
+    f = np.asarray(attention_share) * np.asarray(gna_step_fraction)
+    return 1.0 / ((1.0 - f) + f / np.asarray(op_speedup))

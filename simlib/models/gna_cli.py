@@ -1,0 +1,88 @@
+"""``simlib predict gna`` and ``simlib search gna``: parameters from ``--set`` (sizes per dimension written
+``30x48x80``), checked against the mask's definition, then the simulator."""
+from __future__ import annotations
+
+from simlib.dtypes import DTYPE_BITS
+from simlib.errors import SimlibInputError
+from simlib.hardware.schema import HardwareSpec
+from simlib.models.gna import predict_gna
+
+DEFAULTS = {"shape": None, "window": None, "stride": None, "dilation": None, "causal": False, "q_tile": None,
+            "kv_tile": None, "batch": 1, "heads": 1, "head_dim": 128, "dtype": "bf16"}
+PER_DIMENSION = ("shape", "window", "stride", "dilation", "q_tile", "kv_tile")
+
+
+def _sizes(name: str, value) -> tuple[int, ...]:
+    parts = value.split("x") if isinstance(value, str) else [value]
+    try:
+        sizes = tuple(int(p) for p in parts)
+    except (TypeError, ValueError):
+        sizes = ()
+    if not sizes or any(isinstance(p, bool) for p in parts) or any(x <= 0 for x in sizes):
+        raise SimlibInputError("--set", name, f"expected positive integers per dimension like 30x48x80, got {value!r}")
+    return sizes
+
+
+def _flags(value, ndim: int) -> tuple[bool, ...]:
+    if isinstance(value, bool):
+        return (value,) * ndim
+    parts = str(value).lower().split("x")
+    table = {"1": True, "true": True, "0": False, "false": False}
+    if len(parts) != ndim or any(p not in table for p in parts):
+        raise SimlibInputError("--set", "causal", f"expected true/false or one 0/1 per dimension like 1x0x0, got "
+                                                  f"{value!r}")
+    return tuple(table[p] for p in parts)
+
+
+def gna_parameters(hw: HardwareSpec, settings: dict) -> dict:
+    params = dict(DEFAULTS)
+    for name, value in settings.items():
+        if name not in params:
+            raise SimlibInputError("--set", name, f"gna has no parameter '{name}' (expected one of: "
+                                                  f"{', '.join(DEFAULTS)})")
+        params[name] = value
+    for name in ("shape", "window"):
+        if params[name] is None:
+            raise SimlibInputError("--set", name, f"gna needs {name}, e.g. --set {name}=30x48x80")
+    shape = _sizes("shape", params["shape"])
+    ndim = len(shape)
+    if ndim > 3:
+        raise SimlibInputError("--set", "shape", f"expected a 1-D, 2-D or 3-D token layout, got {ndim} dimensions")
+    sizes = {"shape": shape}
+    for name in PER_DIMENSION[1:]:
+        if params[name] is not None:
+            sizes[name] = _sizes(name, params[name])
+            if len(sizes[name]) != ndim:
+                raise SimlibInputError("--set", name, f"{name} has {len(sizes[name])} dimensions but the layout "
+                                                      f"{params['shape']} has {ndim}")
+    window = sizes["window"]
+    stride = sizes.get("stride", (1,) * ndim)
+    dilation = sizes.get("dilation", (1,) * ndim)
+    for d, (n, w, s, dil) in enumerate(zip(shape, window, stride, dilation)):
+        if not 2 <= w <= n:
+            raise SimlibInputError("--set", "window", f"window {w} in dimension {d} must be between 2 and the "
+                                                      f"layout's extent {n}")
+        if s > w:
+            raise SimlibInputError("--set", "stride", f"stride {s} in dimension {d} is larger than the window {w}")
+        if w * dil > n:
+            raise SimlibInputError("--set", "dilation", f"dilation {dil} x window {w} in dimension {d} exceeds the "
+                                                        f"layout's extent {n}")
+    for name in ("batch", "heads", "head_dim"):
+        value = params[name]
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise SimlibInputError("--set", name, f"expected a positive integer, got {value!r}")
+    if params["dtype"] not in DTYPE_BITS:
+        raise SimlibInputError("--set", "dtype", f"unknown dtype {params['dtype']!r}")
+    if hw.family != "gpu":
+        raise SimlibInputError(hw.source_file or hw.name, "family", "the GNA model needs a gpu")
+    if hw.fmha_tile is None and ("q_tile" not in sizes or "kv_tile" not in sizes):
+        raise SimlibInputError(hw.source_file or hw.name, "fmha_tile", f"{hw.name} lists no FMHA tile sizes: "
+                                                                       f"give q_tile and kv_tile")
+    return {"shape": shape, "window": window, "stride": stride, "dilation": dilation,
+            "causal": _flags(params["causal"], ndim), "q_tile": sizes.get("q_tile"), "kv_tile": sizes.get("kv_tile"),
+            "batch": params["batch"], "heads": params["heads"], "head_dim": params["head_dim"],
+            "dtype": params["dtype"]}
+
+
+def predict_gna_cli(hw: HardwareSpec, settings: dict) -> dict:
+    return predict_gna(hw, **gna_parameters(hw, settings))

@@ -137,17 +137,21 @@ def figure(name: str = typer.Argument(..., help="Figure set: 'attention'."),
 
 
 @app.command()
-def validate(name: str = typer.Argument(..., help="Validation set: 'attention' (H100 forward TFLOP/s)."),
-             hardware: str = typer.Option("h100", "--hardware", "-H"),
-             tolerance: float = typer.Option(0.20, "--tolerance", help="Relative error counted as a match."),
+def validate(name: str = typer.Argument(..., help="Validation set: 'attention' (FlashAttention-2/3 forward "
+                                                  "TFLOP/s on H100) or 'gna' (NATTEN kernel times on H100)."),
+             hardware: str = typer.Option("h100", "--hardware", "-H", help="Hardware the predictions use."),
+             tolerance: float = typer.Option(0.25, "--tolerance", help="Relative error counted as a match."),
              json_out: bool = typer.Option(False, "--json", help="Print the rows as JSON.")):
     """Set predictions against the published measurements shipped with simlib, one row per measurement."""
     from simlib.cli.render import frame_table
     from simlib.validation.attention_throughput import throughput_table
+    from simlib.validation.gna_runtime import gna_runtime_table
+    tables = {"attention": throughput_table, "gna": gna_runtime_table}
     with input_errors():
-        if name != "attention":
-            raise SimlibInputError(None, "validate", f"unknown validation set {name!r} (expected: attention)")
-        table = throughput_table(hardware)
+        if name not in tables:
+            raise SimlibInputError(None, "validate", f"unknown validation set {name!r} (expected: "
+                                                     f"{', '.join(tables)})")
+        table = tables[name](hardware)
     if json_out:
         typer.echo(to_json(table.to_dict(orient="records")))
         return

@@ -7,12 +7,11 @@ attention`` does.
 """
 from __future__ import annotations
 
-from importlib import resources
-
 import pandas as pd
 
 from simlib.hardware.catalog import load_hardware
 from simlib.models.attention_cli import predict_attention
+from simlib.validation.published import read_table
 
 DATA = "flash_h100_fp16_forward.csv"
 TOTAL_TOKENS = 16384
@@ -20,9 +19,7 @@ HIDDEN = 2048
 
 
 def published_throughput() -> pd.DataFrame:
-    text = resources.files("simlib.validation").joinpath("data", DATA).read_text()
-    rows = [line for line in text.splitlines() if not line.startswith("#")]
-    frame = pd.DataFrame([r.split(",") for r in rows[1:]], columns=rows[0].split(","))
+    frame = read_table(DATA)
     return frame.astype({"head_dim": int, "seq": int, "published_tflops": float}).assign(
         causal=frame["causal"] == "true")
 

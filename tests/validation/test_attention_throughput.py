@@ -45,7 +45,8 @@ def test_grid_and_flop_count_follow_the_paper(table):
 
 
 def test_validate_command_prints_the_error_table():
-    out = subprocess.run([sys.executable, "-m", "simlib.cli.main", "validate", "attention"], capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "simlib.cli.main", "validate", "attention", "--tolerance", "0.2"],
+                         capture_output=True,
                          text=True)
     assert out.returncode == 0, out.stderr
     assert "published" in out.stdout and "error" in out.stdout

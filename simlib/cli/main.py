@@ -137,6 +137,27 @@ def figure(name: str = typer.Argument(..., help="Figure set: 'attention'."),
 
 
 @app.command()
+def search(name: str = typer.Argument(..., help="Search: 'gna' (strides, dilations and tile shapes)."),
+           hardware: str = typer.Option(..., "--hardware", "-H", help="Hardware catalog name or YAML path."),
+           settings: Optional[List[str]] = typer.Option(None, "--set", help="Parameter as name=value."),
+           top: int = typer.Option(20, "--top", min=1, help="How many configurations to list."),
+           block_sparse_only: bool = typer.Option(False, "--block-sparse-only",
+                                                  help="Only configurations whose mask is fully block-sparse."),
+           json_out: bool = typer.Option(False, "--json", help="Print the rows as JSON.")):
+    """List the configurations with the best predicted speedups over dense self attention."""
+    from simlib.cli.render import frame_table
+    from simlib.models.gna_cli import search_gna_cli
+    with input_errors():
+        if name != "gna":
+            raise SimlibInputError(None, "search", f"unknown search {name!r} (expected: gna)")
+        table = search_gna_cli(load_hardware(hardware), parse_settings(settings), top, block_sparse_only)
+    if json_out:
+        typer.echo(to_json(table.to_dict(orient="records")))
+    else:
+        print_tables([frame_table(f"gna on {hardware}: best configurations", table)])
+
+
+@app.command()
 def validate(name: str = typer.Argument(..., help="Validation set: 'attention' (FlashAttention-2/3 forward "
                                                   "TFLOP/s on H100) or 'gna' (NATTEN kernel times on H100)."),
              hardware: str = typer.Option("h100", "--hardware", "-H", help="Hardware the predictions use."),

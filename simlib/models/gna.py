@@ -30,9 +30,12 @@ into tile order and O back is a memory-bound copy, reported separately (none for
 """
 from __future__ import annotations
 
+import functools
+import itertools
 import math
 
 import numpy as np
+import pandas as pd
 
 from simlib.dtypes import dtype_bytes
 from simlib.hardware.schema import HardwareSpec
@@ -58,19 +61,21 @@ def _ceil_div(a, b):
 def dimension_stats(n, w, s, dilation, causal, q_tile, kv_tile) -> dict[str, np.ndarray]:
     """Per-dimension tile statistics, vectorized over any broadcast shape of the seven parameters.
 
-    Axes inside: parameter point × dilation group × Q tile (× query, for causal useful counts)."""
+    The δ dilation groups have only two lengths, ⌊n/δ⌋ + 1 (the first n mod δ groups) and ⌊n/δ⌋, so they are
+    simulated once per length and weighted by their counts. Axes inside: parameter point × group length × Q tile
+    (× query, for causal useful counts)."""
     args = np.broadcast_arrays(*(np.asarray(x) for x in (n, w, s, dilation, causal, q_tile, kv_tile)))
     shape = args[0].shape
     n, w, s, dil, causal, tq, tk = (a.ravel()[:, None, None].astype(np.int64) for a in args)
-    g = np.arange(int(dil.max()))[None, :, None]
-    group_ok = g < dil
-    nr = np.where(group_ok, n // dil + (g < n % dil), 0)
+    longer = np.arange(2)[None, :, None] == 0
+    nr = n // dil + longer
+    count = np.where(longer, n % dil, dil - n % dil)
+    nr = np.where(count > 0, nr, 0)
     a = np.arange(int(_ceil_div(nr, tq).max()))[None, None, :]
     tile_ok = a * tq < nr
     safe_n = np.maximum(nr, w)
     q0 = np.minimum(a * tq, safe_n - 1)
-    q1 = np.minimum(a * tq + tq, safe_n) - 1
-    q1 = np.where(tile_ok, np.minimum(q1, nr - 1), q1)
+    q1 = np.where(tile_ok, np.minimum(a * tq + tq, nr) - 1, q0)
     lo0, hi0 = window_bounds(q0, safe_n, w, s, causal)
     lo1, hi1 = window_bounds(q1, safe_n, w, s, causal)
     visited = hi1 // tk - lo0 // tk + 1
@@ -80,26 +85,23 @@ def dimension_stats(n, w, s, dilation, causal, q_tile, kv_tile) -> dict[str, np.
     rows = q1 - q0 + 1
 
     def total(x):
-        return np.where(tile_ok, x, 0).sum(axis=(1, 2))
+        return (np.where(tile_ok, x, 0) * count).sum(axis=(1, 2))
 
-    useful = (nr * w).sum(axis=(1, 2))
+    useful = (count * nr * w).sum(axis=(1, 2))
     if causal.any():
         i = np.arange(int(nr.max()))[None, None, :]
         lo, hi = window_bounds(np.minimum(i, safe_n - 1), safe_n, w, s, causal)
-        causal_useful = np.where(i < nr, hi - lo + 1, 0).sum(axis=(1, 2))
+        causal_useful = (np.where(i < nr, hi - lo + 1, 0) * count).sum(axis=(1, 2))
         useful = np.where(causal[:, 0, 0], causal_useful, useful)
-    out = {"q_tiles": tile_ok.sum(axis=(1, 2)), "visited": total(visited),
+    out = {"q_tiles": (tile_ok * count).sum(axis=(1, 2)), "visited": total(visited),
            "max_visited": np.where(tile_ok, visited, 0).max(axis=(1, 2)), "full": total(full),
            "computed": total(rows * covered), "useful": useful,
            "block_sparse": np.all(np.where(tile_ok, visited == full, True), axis=(1, 2))}
     return {k: v.reshape(shape) for k, v in out.items()}
 
 
-def simulate_tiles(shape, window, stride, dilation, causal, q_tile, kv_tile) -> dict[str, np.ndarray]:
-    """Tile counts and speedup bounds of a GNA mask; every argument is a per-dimension sequence whose items may
-    be arrays (they broadcast, so a sweep is one call)."""
-    dims = [dimension_stats(*p) for p in zip(shape, window, stride, dilation, causal, q_tile, kv_tile)]
-
+def combine_dimensions(dims: list[dict], shape, kv_tile) -> dict[str, np.ndarray]:
+    """Whole-layout counts from per-dimension statistics: boxes make every count a product over dimensions."""
     def product(key):
         return math.prod(np.asarray(d[key], dtype=np.float64) for d in dims)
 
@@ -108,12 +110,27 @@ def simulate_tiles(shape, window, stride, dilation, causal, q_tile, kv_tile) -> 
     out = {"q_tiles": product("q_tiles"), "tiles_visited": product("visited"), "max_tiles": product("max_visited"),
            "tiles_unmasked": product("full"), "computed_scores": product("computed"),
            "useful_scores": product("useful"), "self_tiles_per_q_tile": np.asarray(self_tiles, dtype=np.float64),
-           "fully_block_sparse": np.logical_and.reduce([d["block_sparse"] for d in dims])}
+           "fully_block_sparse": functools.reduce(np.logical_and, [d["block_sparse"] for d in dims])}
     out["tiles_masked"] = out["tiles_visited"] - out["tiles_unmasked"]
     out["speedup_bound"] = tokens ** 2 / out["useful_scores"]
     out["tile_speedup_bound"] = out["self_tiles_per_q_tile"] / out["max_tiles"]
     out["sparsity"] = 1 - out["useful_scores"] / tokens ** 2
     return out
+
+
+def simulate_tiles(shape, window, stride, dilation, causal, q_tile, kv_tile) -> dict[str, np.ndarray]:
+    """Tile counts and speedup bounds of a GNA mask; every argument is a per-dimension sequence whose items may
+    be arrays (they broadcast, so a sweep is one call)."""
+    dims = [dimension_stats(*p) for p in zip(shape, window, stride, dilation, causal, q_tile, kv_tile)]
+    return combine_dimensions(dims, shape, kv_tile)
+
+
+def dense_tiles(shape, q_tile, kv_tile) -> dict[str, np.ndarray]:
+    """Self attention (the window covers the layout): every Q tile visits every KV tile, none masked."""
+    q_tiles = float(math.prod(math.ceil(n / t) for n, t in zip(shape, q_tile)))
+    per_q = float(math.prod(math.ceil(n / t) for n, t in zip(shape, kv_tile)))
+    return {"q_tiles": np.asarray(q_tiles), "tiles_visited": np.asarray(q_tiles * per_q),
+            "max_tiles": np.asarray(per_q), "fully_block_sparse": np.asarray(True)}
 
 
 def default_tile_shape(tokens: int, ndim: int) -> tuple[int, ...]:
@@ -155,7 +172,7 @@ def predict_gna(hw: HardwareSpec, *, shape, window, stride=None, dilation=None, 
     q_tile = q_tile or default_tile_shape(hw.fmha_tile.q_tokens, ndim)
     kv_tile = kv_tile or default_tile_shape(hw.fmha_tile.kv_tokens, ndim)
     sim = simulate_tiles(shape, window, stride, dilation, causal, q_tile, kv_tile)
-    dense = simulate_tiles(shape, shape, (1,) * ndim, (1,) * ndim, (False,) * ndim, q_tile, kv_tile)
+    dense = dense_tiles(shape, q_tile, kv_tile)
     common = dict(ndim=ndim, q_tokens=math.prod(q_tile), kv_tokens=math.prod(kv_tile), tokens=math.prod(shape),
                   batch=batch, heads=heads, head_dim=head_dim, dtype=dtype)
     run = gna_runtime(hw, sim, **common)
@@ -178,3 +195,67 @@ def end_to_end_speedup(op_speedup, attention_share, gna_step_fraction=1.0):
     1 / ((1 − f') + f' / S) with f' = attention share × fraction of steps that use GNA."""
     f = np.asarray(attention_share) * np.asarray(gna_step_fraction)
     return 1.0 / ((1.0 - f) + f / np.asarray(op_speedup))
+
+
+def tile_shapes(tokens: int, shape) -> list[tuple[int, ...]]:
+    """Power-of-two box tiles of ``tokens`` tokens, no side longer than its dimension's next power of two."""
+    caps = [int(math.log2(1 << (int(n) - 1).bit_length())) for n in shape]
+    total = int(math.log2(tokens))
+    return [tuple(1 << e for e in exps) for exps in itertools.product(*(range(c + 1) for c in caps))
+            if sum(exps) == total]
+
+
+def search_gna(hw: HardwareSpec, *, shape, window, causal=None, q_tiles=None, kv_tiles=None, batch=1, heads=1,
+               head_dim=128, dtype="bf16", top: int = 20, block_sparse_only: bool = False) -> pd.DataFrame:
+    """Every stride (1..w) and dilation (1..n // w) per dimension, for every pair of Q and KV tile shapes (the
+    part's FMHA token counts unless given): the ``top`` configurations by predicted speedup over dense self
+    attention. Per tile pair the whole stride × dilation grid is one broadcast simulation."""
+    ndim = len(shape)
+    causal = causal or (False,) * ndim
+    q_tiles = q_tiles or tile_shapes(hw.fmha_tile.q_tokens, shape)
+    kv_tiles = kv_tiles or tile_shapes(hw.fmha_tile.kv_tokens, shape)
+    options = [np.array([(s, d) for d in range(1, n // w + 1) for s in range(1, w + 1)]) for n, w in zip(shape, window)]
+    # per dimension, every (stride, dilation) option against every tile side that dimension sees, in one call
+    per_dim = []
+    for k, (n, w, opt) in enumerate(zip(shape, window, options)):
+        tq_sides = sorted({t[k] for t in q_tiles})
+        tk_sides = sorted({t[k] for t in kv_tiles})
+        by_dilation = [dimension_stats(n, w, opt[opt[:, 1] == dil, 0, None, None], dil, causal[k],
+                                       np.array(tq_sides)[None, :, None], np.array(tk_sides)[None, None, :])
+                       for dil in np.unique(opt[:, 1])]      # one call per dilation keeps the Q-tile axis short
+        stats = {key: np.concatenate([b[key] for b in by_dilation]) for key in by_dilation[0]}
+        per_dim.append((stats, {v: i for i, v in enumerate(tq_sides)}, {v: i for i, v in enumerate(tk_sides)}))
+    grid = [opt.reshape((1,) * k + (-1,) + (1,) * (ndim - k - 1) + (2,)) for k, opt in enumerate(options)]
+    stride_product = math.prod(g[..., 0] for g in grid).ravel()
+    dilation_product = math.prod(g[..., 1] for g in grid).ravel()
+    found = []
+    for q_tile, kv_tile in itertools.product(q_tiles, kv_tiles):
+        dims = []
+        for k, (stats, tq_index, tk_index) in enumerate(per_dim):
+            axis_shape = (1,) * k + (-1,) + (1,) * (ndim - k - 1)
+            dims.append({key: v[:, tq_index[q_tile[k]], tk_index[kv_tile[k]]].reshape(axis_shape)
+                         for key, v in stats.items()})
+        sim = combine_dimensions(dims, shape, kv_tile)
+        common = dict(ndim=ndim, q_tokens=math.prod(q_tile), kv_tokens=math.prod(kv_tile),
+                      tokens=math.prod(shape), batch=batch, heads=heads, head_dim=head_dim, dtype=dtype)
+        time_s = np.broadcast_to(gna_runtime(hw, sim, **common)["time_s"], sim["max_tiles"].shape)
+        speedup = gna_runtime(hw, dense_tiles(shape, q_tile, kv_tile), **common)["time_s"] / time_s
+        sparse = np.broadcast_to(sim["fully_block_sparse"], speedup.shape)
+        keep = np.where(sparse | (not block_sparse_only), speedup, -np.inf).ravel()
+        threshold = -np.partition(-keep, min(top, keep.size) - 1)[min(top, keep.size) - 1]
+        tied = np.flatnonzero((keep >= threshold * (1 - 1e-9)) & np.isfinite(keep))
+        # equal speedups: the least dilated, then the smallest strides (closest to neighborhood attention)
+        best = tied[np.lexsort((stride_product[tied], dilation_product[tied], -keep[tied]))][:top]
+        index = np.unravel_index(best, speedup.shape)
+        bound = np.broadcast_to(sim["tile_speedup_bound"], speedup.shape)[index]
+        flop_bound = np.broadcast_to(sim["speedup_bound"], speedup.shape)[index]
+        for j, idx in enumerate(zip(*index)):
+            found.append(("x".join(str(int(o[i, 0])) for o, i in zip(options, idx)),
+                          "x".join(str(int(o[i, 1])) for o, i in zip(options, idx)),
+                          "x".join(map(str, q_tile)), "x".join(map(str, kv_tile)), bool(sparse[index][j]),
+                          float(speedup[index][j]), float(time_s[index][j]), float(bound[j]), float(flop_bound[j])))
+    table = pd.DataFrame(found, columns=["stride", "dilation", "q_tile", "kv_tile", "fully_block_sparse", "speedup",
+                                         "time_s", "tile_speedup_bound", "speedup_bound"])
+    table["_rank"] = [(-row.speedup, math.prod(map(int, row.dilation.split("x"))),
+                       math.prod(map(int, row.stride.split("x")))) for row in table.itertuples()]
+    return table.sort_values("_rank").drop(columns="_rank").head(top).reset_index(drop=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from simlib.dtypes import DTYPE_BITS
 from simlib.errors import SimlibInputError
 from simlib.hardware.schema import HardwareSpec
-from simlib.models.gna import predict_gna
+from simlib.models.gna import predict_gna, search_gna
 
 DEFAULTS = {"shape": None, "window": None, "stride": None, "dilation": None, "causal": False, "q_tile": None,
             "kv_tile": None, "batch": 1, "heads": 1, "head_dim": 128, "dtype": "bf16"}
@@ -86,3 +86,13 @@ def gna_parameters(hw: HardwareSpec, settings: dict) -> dict:
 
 def predict_gna_cli(hw: HardwareSpec, settings: dict) -> dict:
     return predict_gna(hw, **gna_parameters(hw, settings))
+
+
+def search_gna_cli(hw: HardwareSpec, settings: dict, top: int, block_sparse_only: bool):
+    """Strides, dilations and tile shapes for a layout and window, best predicted speedups first; tile shapes
+    given with q_tile / kv_tile restrict the search to them."""
+    p = gna_parameters(hw, settings)
+    return search_gna(hw, shape=p["shape"], window=p["window"], causal=p["causal"],
+                      q_tiles=[p["q_tile"]] if p["q_tile"] else None, kv_tiles=[p["kv_tile"]] if p["kv_tile"] else None,
+                      batch=p["batch"], heads=p["heads"], head_dim=p["head_dim"], dtype=p["dtype"], top=top,
+                      block_sparse_only=block_sparse_only)

@@ -196,3 +196,38 @@ def test_cli_bad_gna_input(settings, fragment):
     out = run("predict", "gna", "--hardware", "b200", *[a for s in settings for a in ("--set", s)])
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert fragment in out.stderr
+
+
+def test_search_finds_the_documented_block_sparse_configurations():
+    from simlib.models.gna import search_gna
+    h100 = load_hardware("h100")
+    one_d = search_gna(h100, shape=(32768,), window=(2048,), q_tiles=[(128,)], kv_tiles=[(128,)], top=3,
+                       block_sparse_only=True)
+    # equal speedups rank the least dilated, smallest strides first: stride 256 is the docs' smallest
+    assert one_d.loc[0, "stride"] == "256" and one_d.loc[0, "dilation"] == "1"
+    assert one_d["fully_block_sparse"].all() and one_d.loc[0, "speedup"] == pytest.approx(16, rel=1e-6)
+    three_d = search_gna(load_hardware("b200"), shape=(30, 48, 80), window=(18, 24, 24), heads=24, top=10)
+    assert three_d.loc[0, "stride"] == "16x8x8" and three_d.loc[0, "fully_block_sparse"]
+    assert three_d.loc[0, "speedup"] == pytest.approx(30 * 48 * 80 / (18 * 24 * 24), rel=1e-6)
+    assert (three_d["q_tile"] == "4x8x8").any()
+
+
+def test_search_speedups_equal_single_predictions():
+    from simlib.models.gna import predict_gna, search_gna
+    h100 = load_hardware("h100")
+    table = search_gna(h100, shape=(64, 64), window=(20, 12), q_tiles=[(16, 8)], kv_tiles=[(16, 8)], top=5)
+    for row in table.itertuples():
+        single = predict_gna(h100, shape=(64, 64), window=(20, 12), stride=tuple(map(int, row.stride.split("x"))),
+                             dilation=tuple(map(int, row.dilation.split("x"))), q_tile=(16, 8), kv_tile=(16, 8))
+        assert single["speedup"] == pytest.approx(row.speedup, rel=1e-9)
+        assert single["fully_block_sparse"] == row.fully_block_sparse
+
+
+def test_search_cli():
+    out = run("search", "gna", "--hardware", "h100", "--set", "shape=32768", "--set", "window=2048", "--set",
+              "q_tile=128", "--set", "kv_tile=128", "--top", "2", "--block-sparse-only", "--json")
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout)
+    assert rows[0]["stride"] == "256" and len(rows) == 2
+    bad = run("search", "gna", "--hardware", "h100", "--set", "shape=32768", "--set", "window=40000")
+    assert bad.returncode == 2 and "window 40000" in bad.stderr

@@ -118,22 +118,39 @@ def predict(workload: str = typer.Argument(..., help="Workload catalog name or p
 
 
 @app.command()
-def figure(name: str = typer.Argument(..., help="Figure set: 'attention'."),
+def figure(name: str = typer.Argument(..., help="Figure set: 'attention' or 'gna'."),
            hardware: str = typer.Option("a100", "--hardware", "-H"),
-           out: str = typer.Option("reports/attention", "--out", help="Folder for the PNG files.")):
-    """Draw a figure set into a folder (attention: TFLOP/s vs sequence length, HBM bytes vs block size)."""
+           settings: Optional[List[str]] = typer.Option(None, "--set", help="gna: shape, window, stride, tiles."),
+           out: str = typer.Option("reports/figures", "--out", help="Folder for the PNG files.")):
+    """Draw a figure set into a folder (attention: TFLOP/s vs sequence length, HBM bytes vs block size; gna:
+    speedup vs stride, one Q tile's visited KV tiles)."""
     from pathlib import Path
 
     from simlib.plots.attention_figures import bytes_vs_block_size, throughput_vs_sequence
+    from simlib.plots.gna_figures import speedup_vs_stride, visited_tiles_2d
     with input_errors():
-        if name != "attention":
-            raise SimlibInputError(None, "figure", f"unknown figure set {name!r} (expected: attention)")
         hw = load_hardware(hardware)
         folder = Path(out)
+        if name == "attention":
+            figures = {f"tflops_vs_seq_{hw.name}": throughput_vs_sequence(hw),
+                       f"hbm_bytes_vs_block_{hw.name}": bytes_vs_block_size(hw)[0]}
+        elif name == "gna":
+            from simlib.models.gna import default_tile_shape
+            from simlib.models.gna_cli import gna_parameters
+            p = gna_parameters(hw, {"shape": "256x256", "window": "80x80", **parse_settings(settings)})
+            figures = {f"gna_speedup_vs_stride_{hw.name}": speedup_vs_stride(
+                hw, p["shape"], p["window"], p["q_tile"], p["kv_tile"], p["heads"], p["head_dim"])[0]}
+            if len(p["shape"]) == 2:
+                q = p["q_tile"] or default_tile_shape(hw.fmha_tile.q_tokens, 2)
+                kv = p["kv_tile"] or default_tile_shape(hw.fmha_tile.kv_tokens, 2)
+                figures[f"gna_visited_tiles_{hw.name}"] = visited_tiles_2d(p["shape"], p["window"], p["stride"],
+                                                                           q, kv)[0]
+        else:
+            raise SimlibInputError(None, "figure", f"unknown figure set {name!r} (expected: attention, gna)")
         folder.mkdir(parents=True, exist_ok=True)
-        throughput_vs_sequence(hw).savefig(folder / f"tflops_vs_seq_{hw.name}.png", dpi=120)
-        bytes_vs_block_size(hw)[0].savefig(folder / f"hbm_bytes_vs_block_{hw.name}.png", dpi=120)
-    typer.echo(f"wrote {folder}/tflops_vs_seq_{hw.name}.png and {folder}/hbm_bytes_vs_block_{hw.name}.png")
+        for stem, fig in figures.items():
+            fig.savefig(folder / f"{stem}.png", dpi=120)
+    typer.echo("wrote " + ", ".join(f"{folder}/{stem}.png" for stem in figures))
 
 
 @app.command()

@@ -231,3 +231,19 @@ def test_search_cli():
     assert rows[0]["stride"] == "256" and len(rows) == 2
     bad = run("search", "gna", "--hardware", "h100", "--set", "shape=32768", "--set", "window=40000")
     assert bad.returncode == 2 and "window 40000" in bad.stderr
+
+
+def test_figures_are_drawn(tmp_path):
+    out = run("figure", "gna", "--hardware", "b200", "--set", "stride=16x1", "--out", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "gna_speedup_vs_stride_b200.png").stat().st_size > 10_000
+    assert (tmp_path / "gna_visited_tiles_b200.png").stat().st_size > 5_000
+
+
+def test_visited_tiles_picture_counts_match_the_simulator():
+    from simlib.plots.gna_figures import visited_tiles_2d
+    _, grid = visited_tiles_2d((256, 256), (80, 80), (16, 1), (16, 16), (16, 8), q_tile_index=(8, 8))
+    # FLUX 80x80 at stride 16x1: an interior Q tile visits 5 x 12 KV tiles (reference/gna.md: 512 / 60 = 8.5).
+    # By hand for Q tile 8 along the stride-1 dimension: every query sees [103, 167] (last query's window start
+    # 143 - 40, first query's end 128 - 40 + 79), which holds the 8-key tiles 13..20: 8 unmasked, times 5.
+    assert (grid > 0).sum() == 60 and (grid == 2).sum() == 5 * 8

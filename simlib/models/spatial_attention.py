@@ -1,0 +1,261 @@
+"""Attention on spatial accelerators (FuseMax, FLAT, an unfused baseline): cycles per PE array, latency,
+DRAM traffic, utilization and energy from an Einsum cascade, a PE-array description and a binding.
+
+Compute (Timeloop's convention, one action per PE per cycle): a PE finishes one point of an Einsum per cycle
+when it has a functional unit for every operation of the point (its datapath chains them); an operation it
+lacks is decomposed (FuseMax: exp = 6 MACs + 1 add) and holds the PE for that many cycles per point. An
+Einsum's cycles on an array = its points × cycles per point / the array's PEs.
+
+Schedules (reference/fusemax.md, after the FuseMax paper and its artifact):
+
+* ``pipelined`` (FuseMax): M = M1 × M0 and P in tiles of P0 so one M0 × P0 tile fills the 2D array per epoch.
+  Each stage of an epoch takes the longest of its arrays' summed Einsum cycles; Einsums without an M rank (AV)
+  run once per query tile, in the last epoch. Traffic: Q read and AV written once; the buffer holds one K and
+  one V tile plus P1 × P0 rows of row state (the inputs indexed by P alone, and the tensors the cascade carries
+  along M1: Q, RM, RD, RNV), P1 the largest divisor of P / P0 that fits, so K and V are streamed
+  P / (P0 · P1) times. Passes: the cascade must be 1-pass over M (its pass analysis), else the row state would
+  be O(M).
+* ``row_fused`` (FLAT): the 2D array (QK, AV) and the 1D array (softmax) run concurrently, so compute is the
+  longer of the two. The buffer holds R rows of QK, R the largest power of two with R · M words in the buffer,
+  at least P0 and at most P; two M0 × P0 output tiles stay reserved. With QK rows on chip, Q, K and V stream
+  through the 2D array once per M0 × P0 output tile; the fraction of each row block that does not fit is
+  spilled, and a spilled score costs a DRAM access each time the softmax Einsums read or write an M × P
+  tensor, plus QK's write (7 for the 3-pass cascade). The other mapping sends QK and A through DRAM (written,
+  read once per row by the softmax, which holds a row on chip, and A read by AV) with K and V streamed once per
+  ``row_block`` rows; the mapping with less traffic is taken.
+* ``phases`` (unfused): one phase after another, each reading its inputs from DRAM and writing its outputs
+  there once; a phase takes max(compute, traffic / bandwidth), the phases add up.
+
+Latency = max(compute, DRAM bytes / bandwidth) (phases: per phase). Energy = actions × energy per action from
+the hardware YAML: operations per array (decomposed where needed), DRAM accesses (bytes / access width), and
+buffer rows for the bytes that cross the buffer. Static (leakage) power is not modelled.
+"""
+from __future__ import annotations
+
+import math
+
+from simlib.dtypes import dtype_bytes
+from simlib.errors import SimlibInputError
+from simlib.hardware.schema import HardwareSpec
+from simlib.models.spatial_design import DesignSpec, check_binding
+from simlib.workload.cascade import rank_of
+from simlib.workload.workload import Workload
+
+RESERVED_TILES = 2            # row_fused: two M0 × P0 output tiles stay in the buffer
+ROW_BLOCK = 1024              # row_fused, QK in DRAM: rows per K/V stream (the FLAT mapping search's choice)
+
+
+def _direct(unit_ops, op):
+    return op in unit_ops or (op == "mul" and "mac" in unit_ops)
+
+
+def cycles_per_point(hw: HardwareSpec, array: str, ops_per_point: dict) -> int:
+    unit_ops = hw.compute[array].operations
+    decomposed = sum(count * sum(hw.op_decomposition[op].values())
+                     for op, count in ops_per_point.items() if count and not _direct(unit_ops, op))
+    direct = any(count and _direct(unit_ops, op) for op, count in ops_per_point.items())
+    return max(decomposed, 1 if direct else 0)
+
+
+def energy_per_point_pj(hw: HardwareSpec, array: str, ops_per_point: dict) -> float:
+    unit = hw.compute[array]
+    table = unit.energy_pj_per_op or {}
+    total = 0.0
+    for op, count in ops_per_point.items():
+        if not count:
+            continue
+        if _direct(unit.operations, op):
+            total += count * table.get(op if op in unit.operations else "mac", 0.0)
+        else:
+            total += count * sum(n * table.get(sub, 0.0) for sub, n in hw.op_decomposition[op].items())
+    return total
+
+
+def _has_m(cascade, einsum) -> bool:
+    return any(cascade.canonical_rank(rank_of(v)) == "M" for v in einsum.variables)
+
+
+def _einsum_table(workload: Workload, hw: HardwareSpec, placed: dict, sizes: dict) -> list[dict]:
+    """Per computing Einsum at the given sizes (batch and heads 1): array, points, cycles, energy."""
+    bound = workload.bind(sizes)
+    rows = []
+    for i, einsum in enumerate(workload.cascade.einsums):
+        array = placed.get(einsum.output.name)
+        if array is None:
+            continue
+        points = bound.iteration_points(i)
+        cpp = cycles_per_point(hw, array, einsum.ops_per_point)
+        rows.append({"einsum": einsum.output.name, "array": array, "points": points,
+                     "macs": points * einsum.ops_per_point.get("mac", 0),
+                     "cycles": points * cpp / hw.compute[array].pe_count,
+                     "energy_pj": points * energy_per_point_pj(hw, array, einsum.ops_per_point),
+                     "per_epoch": _has_m(workload.cascade, einsum)})
+    return rows
+
+
+def _memory(hw: HardwareSpec):
+    dram = hw.dram
+    buffer = hw.first_level("scratchpad")
+    if buffer is None or hw.level_capacity_bytes(buffer) is None:
+        raise SimlibInputError(hw.source_file or hw.name, "memory", "a spatial design needs a scratchpad buffer "
+                                                                    "with a capacity")
+    return dram, buffer
+
+
+def _traffic_energy_pj(hw: HardwareSpec, dram_bytes: float) -> float:
+    dram, buffer = _memory(hw)
+    dram_pj = dram_bytes * 8 / (dram.access_bits or 64) * ((dram.energy_pj_per_read or 0)
+                                                            + (dram.energy_pj_per_write or 0)) / 2
+    rows = dram_bytes * 8 / (buffer.access_bits or 4096)
+    return dram_pj + rows * ((buffer.energy_pj_per_read or 0) + (buffer.energy_pj_per_write or 0)) / 2
+
+
+def _register_energy_pj(hw: HardwareSpec, design: DesignSpec, per_einsum: list[dict]) -> float:
+    """Register-file accesses per MAC (the design's dataflow) × the array's register energy per access."""
+    total = 0.0
+    for array, accesses in design.rf_accesses_per_mac.items():
+        level = next((m for m in hw.memory if m.kind == "registers" and m.per == array), None)
+        if level is None:
+            continue
+        per_access = ((level.energy_pj_per_read or 0) + (level.energy_pj_per_write or 0)) / 2
+        total += accesses * per_access * sum(r["macs"] for r in per_einsum if r["array"] == array)
+    return total
+
+
+def _row_state_words(workload: Workload, sizes: dict) -> int:
+    """Words per query row the fused schedule keeps: inputs indexed by P and not M (Q), and the tensors the
+    cascade carries along M1 (RM, RD, RNV: one slot of each, the tile binding has M1 + 1 = 2 slots)."""
+    cascade = workload.cascade
+    tensors = workload.bind(sizes).tensors
+    rows, slots = sizes["seq_q"], sizes["seq_kv"] // sizes["block_kv"] + 1
+    carried = {u[1] for u, _, data in cascade.graph.edges(data=True) if data["carried"]}
+    words = 0
+    for name, info in tensors.items():
+        declared = workload.spec.tensors.get(name)
+        if name in cascade.inputs and declared and "P" in declared.ranks and "M" not in declared.ranks:
+            words += info.elements // rows
+        elif name in carried:
+            words += info.elements // (rows * slots)
+    return words
+
+
+def predict_design(design: DesignSpec, workload: Workload, hw: HardwareSpec, *, batch: int, heads: int,
+                   seq_q: int, seq_kv: int, head_dim: int, head_dim_v: int | None = None,
+                   dtype: str = "fp16") -> dict:
+    head_dim_v = head_dim_v or head_dim
+    placed = check_binding(design, workload, hw)
+    dram, buffer = _memory(hw)
+    word = dtype_bytes(dtype)
+    buffer_words = hw.level_capacity_bytes(buffer) / word
+    clock = hw.clock_hz
+    bh = batch * heads
+    m0, p0 = design.tile["M0"], design.tile["P0"]
+    arrays = list(design.binding)
+    source = design.source_file or design.name
+    per_einsum: list[dict]
+
+    if design.execution == "pipelined":
+        if workload.cascade.passes("M") != 1:
+            raise SimlibInputError(source, "cascade", f"a pipelined design needs a 1-pass cascade over M; "
+                                                      f"{workload.name} takes {workload.cascade.passes('M')}")
+        tile = {"batch": 1, "heads": 1, "seq_q": p0, "seq_kv": m0, "block_kv": m0, "head_dim": head_dim,
+                "head_dim_v": head_dim_v}
+        table = {r["einsum"]: r for r in _einsum_table(workload, hw, placed, tile)}
+
+        def stage_cycles(last: bool) -> float:
+            total = 0.0
+            for stage in design.stages or [list(table)]:
+                busy = {a: sum(table[n]["cycles"] for n in stage if table[n]["array"] == a
+                               and (table[n]["per_epoch"] or last)) for a in arrays}
+                total += max(busy.values())
+            return total
+
+        m1, p_tiles = math.ceil(seq_kv / m0), math.ceil(seq_q / p0)
+        epoch, last = stage_cycles(False), stage_cycles(True)
+        cycles = bh * p_tiles * ((m1 - 1) * epoch + last)
+        busy = {a: bh * p_tiles * sum(r["cycles"] * (m1 if r["per_epoch"] else 1) for r in table.values()
+                                      if r["array"] == a) for a in arrays}
+        compute_pj = bh * p_tiles * sum(r["energy_pj"] * (m1 if r["per_epoch"] else 1) for r in table.values())
+        state = _row_state_words(workload, tile)
+        kv_tile = m0 * (head_dim + head_dim_v)
+        p1 = next((d for d in range(p_tiles, 0, -1) if p_tiles % d == 0
+                   and kv_tile + d * p0 * state <= buffer_words), None)
+        if p1 is None:
+            raise SimlibInputError(hw.source_file or hw.name, "memory", f"a {m0}x{p0} tile does not fit: one K and V "
+                                                                        f"tile and {p0} rows of state need "
+                                                                        f"{(kv_tile + p0 * state) * word:.0f} B, "
+                                                                        f"the buffer has {buffer_words * word:.0f} B")
+        streams = p_tiles // p1
+        dram_bytes = bh * word * (seq_q * (head_dim + head_dim_v) + streams * seq_kv * (head_dim + head_dim_v))
+        per_einsum = [{"einsum": n, "array": r["array"], "cycles": bh * p_tiles * r["cycles"] * (m1 if r["per_epoch"] else 1),
+                       "macs": bh * p_tiles * r["macs"] * (m1 if r["per_epoch"] else 1)} for n, r in table.items()]
+        latency_cycles = max(cycles, dram_bytes / dram.bandwidth_bytes_per_s * clock)
+        extra = {"p1": p1, "kv_streams": streams}
+    else:
+        full = {"batch": 1, "heads": 1, "seq_q": seq_q, "seq_kv": seq_kv, "head_dim": head_dim,
+                "head_dim_v": head_dim_v}
+        rows = _einsum_table(workload, hw, placed, full)
+        busy = {a: bh * sum(r["cycles"] for r in rows if r["array"] == a) for a in arrays}
+        compute_pj = bh * sum(r["energy_pj"] for r in rows)
+        per_einsum = [{"einsum": r["einsum"], "array": r["array"], "cycles": bh * r["cycles"], "macs": bh * r["macs"]}
+                      for r in rows]
+        scores = seq_q * seq_kv
+        if design.execution == "row_fused":
+            r_rows = min(max(2 ** int(math.log2(max(buffer_words // seq_kv, 1))), p0), seq_q)
+            spill = 1 - min(1.0, (buffer_words - RESERVED_TILES * m0 * p0) / (r_rows * seq_kv))
+            accesses = _spill_accesses(workload, placed, design)
+            on_chip = (math.ceil(seq_kv / m0) * seq_q * head_dim + math.ceil(seq_q / p0) * seq_kv
+                       * (head_dim + head_dim_v) + seq_q * head_dim_v + spill * accesses * scores)
+            through_dram = (4 * scores + seq_q * head_dim + math.ceil(seq_q / ROW_BLOCK) * seq_kv
+                            * (head_dim + head_dim_v) + seq_q * head_dim_v)
+            dram_bytes = bh * word * min(on_chip, through_dram)
+            cycles = max(busy.values())
+            latency_cycles = max(cycles, dram_bytes / dram.bandwidth_bytes_per_s * clock)
+            extra = {"rows_on_chip": r_rows, "spilled_fraction": spill if on_chip <= through_dram else 0.0,
+                     "qk_in_dram": through_dram < on_chip}
+        else:
+            latency_cycles, dram_bytes = 0.0, 0.0
+            for phase in design.phases or [[r["einsum"] for r in rows]]:
+                phase_bytes = bh * word * _phase_words(workload, phase, full)
+                phase_cycles = max(bh * sum(r["cycles"] for r in rows if r["einsum"] in phase and r["array"] == a)
+                                   for a in arrays)
+                latency_cycles += max(phase_cycles, phase_bytes / dram.bandwidth_bytes_per_s * clock)
+                dram_bytes += phase_bytes
+            extra = {}
+    energy_pj = compute_pj + _traffic_energy_pj(hw, dram_bytes) + _register_energy_pj(hw, design, per_einsum)
+    time_s = latency_cycles / clock
+    return {"design": design.name, "hardware": hw.name, "cascade": workload.name, "time_s": time_s,
+            "energy_j": energy_pj * 1e-12, "bytes": {"dram": dram_bytes},
+            "utilization": {a: busy[a] / latency_cycles for a in arrays},
+            "compute_s": {a: busy[a] / clock for a in arrays}, "per_einsum": per_einsum, **extra}
+
+
+def _spill_accesses(workload: Workload, placed: dict, design: DesignSpec) -> int:
+    """DRAM accesses a spilled score costs: the reads and writes of M × P tensors by the Einsums on the array
+    that holds the softmax (the 1D array: the one the most Einsums are bound to outside the 2D array), plus the
+    write of the score matrix itself."""
+    softmax_array = [a for a in design.binding if a != next(iter(design.binding))][0]
+    cascade = workload.cascade
+    count = 1
+    for einsum in cascade.einsums:
+        if placed.get(einsum.output.name) != softmax_array:
+            continue
+        for ref in (*einsum.reads, einsum.output):
+            ranks = {cascade.canonical_rank(rank_of(v)) for v in ref.variables}
+            if {"M", "P"} <= ranks:
+                count += 1
+    return count
+
+
+def _phase_words(workload: Workload, phase: list[str], sizes: dict) -> float:
+    """Words a phase moves: every tensor it reads that another phase (or the outside) produced, once, and every
+    tensor it writes that another phase reads or that leaves the cascade, once."""
+    bound = workload.bind(sizes)
+    tensors = bound.tensors
+    cascade = workload.cascade
+    written = {e.output.name for e in cascade.einsums if e.output.name in phase}
+    read = {r.name for e in cascade.einsums if e.output.name in phase for r in e.reads}
+    outside_reads = {r.name for e in cascade.einsums if e.output.name not in phase for r in e.reads}
+    words = sum(tensors[n].elements for n in read - written)
+    words += sum(tensors[n].elements for n in written if n in outside_reads or n in cascade.outputs)
+    return words

@@ -1,0 +1,114 @@
+"""Spatial-accelerator designs (a cascade, a hardware description and a binding of Einsums to PE arrays) and
+transformer layer shapes, read from YAML and checked against the cascade and the hardware.
+
+A design names its cascade and default hardware, how the arrays are scheduled (``pipelined``: per tile epoch,
+in ``stages``; ``row_fused``: the arrays run concurrently over whole rows; ``phases``: one phase after another),
+the tile that fills the 2D array (M0 × P0) and which Einsum runs on which array.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from simlib.catalog_paths import WORKLOAD_DIR, resolve
+from simlib.engine.units import assign
+from simlib.errors import SimlibInputError
+from simlib.hardware.schema import HardwareSpec
+from simlib.schema_errors import raise_for_validation
+from simlib.workload.workload import Workload
+from simlib.yaml_loading import load_yaml_file
+
+DESIGN_DIR = WORKLOAD_DIR / "designs"
+MODEL_DIR = WORKLOAD_DIR / "models"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DesignSpec(_Strict):
+    name: str
+    description: str = ""
+    cascade: str
+    hardware: str
+    execution: Literal["pipelined", "row_fused", "phases"]
+    tile: dict[Literal["M0", "P0"], int]
+    binding: dict[str, list[str]] = Field(min_length=1)
+    stages: list[list[str]] | None = None
+    phases: list[list[str]] | None = None
+    # register-file accesses per MAC on each array, a property of the dataflow (see the design files)
+    rf_accesses_per_mac: dict[str, float] = Field(default_factory=dict)
+    source_file: str | None = None
+
+
+class TransformerShape(_Strict):
+    name: str
+    description: str = ""
+    d_model: int = Field(gt=0)
+    heads: int = Field(gt=0)
+    head_dim: int = Field(gt=0)
+    ffn: int = Field(gt=0)
+    source_file: str | None = None
+
+
+def _load(name_or_path: str, directory: Path, what: str, model: type[BaseModel]):
+    path = resolve(name_or_path, directory, what)
+    data = load_yaml_file(path)
+    if not isinstance(data, dict):
+        raise SimlibInputError(str(path), None, f"expected a mapping of {what} fields")
+    try:
+        return model(**data, source_file=str(path))
+    except ValidationError as exc:
+        raise_for_validation(exc, str(path))
+
+
+def load_design(name_or_path: str) -> DesignSpec:
+    return _load(name_or_path, DESIGN_DIR, "design", DesignSpec)
+
+
+def load_transformer(name_or_path: str) -> TransformerShape:
+    return _load(name_or_path, MODEL_DIR, "model", TransformerShape)
+
+
+def check_binding(design: DesignSpec, workload: Workload, hw: HardwareSpec) -> dict[str, str]:
+    """Einsum → array, after checking that every bound Einsum exists, every array exists, every computing
+    Einsum is bound once, and the bound array can run each of its operations (directly or decomposed)."""
+    source = design.source_file or design.name
+    computing = {e.output.name for e in workload.cascade.einsums if e.kind not in ("view", "init")}
+    placed: dict[str, str] = {}
+    for array, names in design.binding.items():
+        if array not in hw.compute:
+            raise SimlibInputError(source, f"binding.{array}", f"no PE array '{array}' in {hw.name} (expected one "
+                                                               f"of: {', '.join(hw.compute)})")
+        for name in names:
+            if name not in computing:
+                raise SimlibInputError(source, f"binding.{array}", f"no Einsum '{name}' computes in cascade "
+                                                                   f"{workload.name} (expected one of: "
+                                                                   f"{', '.join(sorted(computing))})")
+            if name in placed:
+                raise SimlibInputError(source, f"binding.{array}", f"Einsum '{name}' is bound twice")
+            placed[name] = array
+    missing = computing - placed.keys()
+    if missing:
+        raise SimlibInputError(source, "binding", f"Einsums not bound to any array: {', '.join(sorted(missing))}")
+    for einsum in workload.cascade.einsums:
+        array = placed.get(einsum.output.name)
+        if array is None:
+            continue
+        only = hw.model_copy(update={"compute": {array: hw.compute[array]}})
+        for op, count in einsum.ops_per_point.items():
+            if count:
+                try:
+                    assign(only, op, "fp16", einsum.kind == "contraction")
+                except SimlibInputError:
+                    raise SimlibInputError(source, f"binding.{array}",
+                                           f"Einsum '{einsum.output.name}' needs '{op}', which no PE of {array} "
+                                           f"supports (it has {', '.join(hw.compute[array].operations)})") from None
+    for group_name in ("stages", "phases"):
+        for group in getattr(design, group_name) or []:
+            for name in group:
+                if name not in placed:
+                    raise SimlibInputError(source, group_name, f"'{name}' is not a bound Einsum")
+    return placed

@@ -14,10 +14,12 @@ from simlib.cli.values import parse_settings
 from simlib.errors import SimlibInputError
 from simlib.models.attention_cli import predict_attention
 from simlib.models.gna_cli import predict_gna_cli
+from simlib.models.spatial_cli import predict_fusemax
 from simlib.hardware.catalog import hardware_names, load_hardware
 from simlib.workload.workload import load_workload, workload_names
 
-MODELS = {"attention": predict_attention, "gna": predict_gna_cli}
+MODELS = {"attention": predict_attention, "gna": predict_gna_cli, "fusemax": predict_fusemax}
+OWN_HARDWARE = {"fusemax"}      # models whose designs name their hardware
 
 app = typer.Typer(help="Performance simulator and analytical models for attention.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
@@ -95,17 +97,23 @@ def workload_show(name: str = typer.Argument(..., help="Catalog name or path to 
 
 @app.command()
 def predict(workload: str = typer.Argument(..., help="Workload catalog name or path to a YAML file."),
-            hardware: str = typer.Option(..., "--hardware", "-H", help="Hardware catalog name or YAML path."),
+            hardware: Optional[str] = typer.Option(None, "--hardware", "-H",
+                                                   help="Hardware catalog name or YAML path (fusemax: the "
+                                                        "design's own unless given)."),
             settings: Optional[List[str]] = typer.Option(None, "--set", help="Parameter as name=value."),
             sustained: bool = typer.Option(False, "--sustained", help="Use measured sustained rates where given."),
             json_out: bool = typer.Option(False, "--json", help="Print one JSON object.")):
     """Predict time, FLOPs, bytes per memory level and the bound of a workload on a device.
 
-    WORKLOAD is a cascade (catalog name or YAML path) or a model: 'attention' (GPU attention kernels).
+    WORKLOAD is a cascade (catalog name or YAML path) or a model: 'attention' (GPU attention kernels), 'gna'
+    (generalized neighborhood attention), 'fusemax' (spatial accelerator designs).
     """
     with input_errors():
+        if hardware is None and workload not in OWN_HARDWARE:
+            raise SimlibInputError("--hardware", None, f"predict {workload} needs --hardware (a catalog name "
+                                                       f"such as a100, or a YAML path)")
         if workload in MODELS:
-            data = MODELS[workload](load_hardware(hardware), parse_settings(settings))
+            data = MODELS[workload](load_hardware(hardware) if hardware else None, parse_settings(settings))
         else:
             result = predict_api(workload, hardware, sustained=sustained, **parse_settings(settings))
     if workload in MODELS:
@@ -176,15 +184,17 @@ def search(name: str = typer.Argument(..., help="Search: 'gna' (strides, dilatio
 
 @app.command()
 def validate(name: str = typer.Argument(..., help="Validation set: 'attention' (FlashAttention-2/3 forward "
-                                                  "TFLOP/s on H100) or 'gna' (NATTEN kernel times on H100)."),
+                                                  "TFLOP/s on H100), 'gna' (NATTEN kernel times on H100) or "
+                                                  "'fusemax' (the FuseMax artifact's rows)."),
              hardware: str = typer.Option("h100", "--hardware", "-H", help="Hardware the predictions use."),
              tolerance: float = typer.Option(0.25, "--tolerance", help="Relative error counted as a match."),
              json_out: bool = typer.Option(False, "--json", help="Print the rows as JSON.")):
     """Set predictions against the published measurements shipped with simlib, one row per measurement."""
     from simlib.cli.render import frame_table
     from simlib.validation.attention_throughput import throughput_table
+    from simlib.validation.fusemax_rows import fusemax_table
     from simlib.validation.gna_runtime import gna_runtime_table
-    tables = {"attention": throughput_table, "gna": gna_runtime_table}
+    tables = {"attention": throughput_table, "gna": gna_runtime_table, "fusemax": fusemax_table}
     with input_errors():
         if name not in tables:
             raise SimlibInputError(None, "validate", f"unknown validation set {name!r} (expected: "

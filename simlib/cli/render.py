@@ -133,6 +133,12 @@ def summary_table(title: str, data: dict) -> Table:
 def model_table(model: str, data: dict | list[dict]) -> Table:
     if model == "gna":
         return summary_table(f"gna on {data['hardware']}", data)
+    if model == "fusemax":
+        flat = {k: v for k, v in data.items() if k not in ("per_einsum", "parameters", "bytes", "utilization",
+                                                             "compute_s")}
+        flat.update({"bytes_dram": float(data["bytes"]["dram"]),
+                     **{f"utilization_{a}": u for a, u in data["utilization"].items()}})
+        return summary_table(f"{data['design']} on {data['hardware']}", flat)
     rows = data if isinstance(data, list) else [data]
     table = Table(title=f"{model} on {rows[0]['hardware']}")
     columns = ["kernel", "time", "TFLOP/s", "HBM bytes", "block_q", "block_kv", "waves", "bound"]

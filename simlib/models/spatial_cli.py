@@ -1,0 +1,54 @@
+"""``simlib predict fusemax``: a spatial design (fusemax, flat, unfused or a design YAML) on a transformer
+layer shape, with speedups against the unfused baseline and FLAT."""
+from __future__ import annotations
+
+from simlib.dtypes import DTYPE_BITS
+from simlib.errors import SimlibInputError
+from simlib.hardware.catalog import load_hardware
+from simlib.hardware.schema import HardwareSpec
+from simlib.models.spatial_attention import predict_design
+from simlib.models.spatial_design import load_design, load_transformer
+from simlib.workload.workload import load_workload
+
+DEFAULTS = {"design": "fusemax", "model": "bert", "seq": 65536, "seq_q": None, "seq_kv": None, "batch": 64,
+            "dtype": "fp16"}
+BASELINES = ("unfused", "flat")
+
+
+def _parameters(settings: dict) -> dict:
+    params = dict(DEFAULTS)
+    for name, value in settings.items():
+        if name not in params:
+            raise SimlibInputError("--set", name, f"fusemax has no parameter '{name}' (expected one of: "
+                                                  f"{', '.join(DEFAULTS)})")
+        params[name] = value
+    params["seq_q"] = params["seq_q"] or params["seq"]
+    params["seq_kv"] = params["seq_kv"] or params["seq"]
+    for name in ("seq_q", "seq_kv", "batch"):
+        value = params[name]
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise SimlibInputError("--set", name, f"expected a positive integer, got {value!r}")
+    if params["dtype"] not in DTYPE_BITS:
+        raise SimlibInputError("--set", "dtype", f"unknown dtype {params['dtype']!r}")
+    return params
+
+
+def run_design(design_name: str, params: dict, hw: HardwareSpec | None = None) -> dict:
+    design = load_design(design_name)
+    shape = load_transformer(params["model"])
+    return predict_design(design, load_workload(design.cascade), hw or load_hardware(design.hardware),
+                          batch=params["batch"], heads=shape.heads, seq_q=params["seq_q"], seq_kv=params["seq_kv"],
+                          head_dim=shape.head_dim, dtype=params["dtype"])
+
+
+def predict_fusemax(hw: HardwareSpec | None, settings: dict) -> dict:
+    """The design on its own hardware (or ``hw``), and each baseline on its own, for the speedups."""
+    params = _parameters(settings)
+    result = run_design(params["design"], params, hw)
+    for baseline in BASELINES:
+        other = run_design(baseline, params)
+        result[f"speedup_vs_{baseline}"] = other["time_s"] / result["time_s"]
+        result[f"energy_ratio_vs_{baseline}"] = result["energy_j"] / other["energy_j"]
+    result["speedup"] = result["speedup_vs_unfused"]
+    result["parameters"] = params
+    return result

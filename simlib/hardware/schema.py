@@ -38,6 +38,7 @@ class MemoryLevel(_Strict):
     # Unloaded access latency: with Little's law it bounds what one processor with a given number of bytes in
     # flight can pull (bytes in flight / latency).
     latency_ns: float | None = Field(default=None, gt=0)
+    area_um2_per_byte: float | None = Field(default=None, gt=0)
     energy_pj_per_read: float | None = Field(default=None, ge=0)
     energy_pj_per_write: float | None = Field(default=None, ge=0)
     access_bits: int | None = Field(default=None, gt=0)
@@ -62,6 +63,7 @@ class ComputeUnit(_Strict):
     # Fraction of the peak that warp-synchronous MMA instructions (mma.sync, the Ampere-style path used by
     # FlashAttention-1/2) reach; on Hopper only the asynchronous warpgroup instructions (wgmma) reach the peak.
     warp_mma_fraction_of_peak: float = Field(default=1.0, gt=0, le=1)
+    area_um2_per_pe: float | None = Field(default=None, gt=0)
 
     @field_validator("peak_tflops", "sustained_tflops")
     @classmethod

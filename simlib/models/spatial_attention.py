@@ -43,6 +43,9 @@ from simlib.workload.workload import Workload
 
 RESERVED_TILES = 2            # row_fused: two M0 × P0 output tiles stay in the buffer
 ROW_BLOCK = 1024              # row_fused, QK in DRAM: rows per K/V stream (the FLAT mapping search's choice)
+# GEMMs outside attention use one mapping on every design (the paper's end-to-end comparison): the weight
+# stays in the PE and the partial sum accumulates in place, one register access per MAC.
+GEMM_RF_ACCESSES_PER_MAC = 1
 
 
 def _direct(unit_ops, op):
@@ -259,3 +262,42 @@ def _phase_words(workload: Workload, phase: list[str], sizes: dict) -> float:
     words = sum(tensors[n].elements for n in read - written)
     words += sum(tensors[n].elements for n in written if n in outside_reads or n in cascade.outputs)
     return words
+
+
+def layer_gemms(d_model: int, ffn: int, tokens: int) -> list[tuple[str, int, int, int]]:
+    """(name, rows, columns, reduction) of one transformer layer's GEMMs besides attention: the Q, K, V and
+    output projections (tokens × d_model × d_model) and the FFN's up and down projections."""
+    return [("q_proj", tokens, d_model, d_model), ("k_proj", tokens, d_model, d_model),
+            ("v_proj", tokens, d_model, d_model), ("o_proj", tokens, d_model, d_model),
+            ("ffn_up", tokens, ffn, d_model), ("ffn_down", tokens, d_model, ffn)]
+
+
+def gemm_on_array(hw: HardwareSpec, design: DesignSpec, rows: int, cols: int, reduction: int,
+                  dtype: str = "fp16") -> dict:
+    """A GEMM on the 2D array, output-stationary: each mesh-sized output tile takes ``reduction`` cycles; the
+    operands are read and the product written once; latency max(compute, traffic / bandwidth); the same PE
+    dataflow on every design (GEMM_RF_ACCESSES_PER_MAC)."""
+    array = next(iter(design.binding))
+    mesh = hw.compute[array].mesh
+    cycles = math.ceil(rows / mesh[0]) * math.ceil(cols / mesh[-1]) * reduction
+    word = dtype_bytes(dtype)
+    dram_bytes = word * (rows * reduction + reduction * cols + rows * cols)
+    macs = rows * cols * reduction
+    same_mapping = design.model_copy(update={"rf_accesses_per_mac": {array: GEMM_RF_ACCESSES_PER_MAC}})
+    energy_pj = (macs * energy_per_point_pj(hw, array, {"mac": 1}) + _traffic_energy_pj(hw, dram_bytes)
+                 + _register_energy_pj(hw, same_mapping, [{"array": array, "macs": macs}]))
+    time_s = max(cycles / hw.clock_hz, dram_bytes / hw.dram.bandwidth_bytes_per_s)
+    return {"time_s": time_s, "energy_j": energy_pj * 1e-12, "bytes": dram_bytes}
+
+
+def predict_layer(design: DesignSpec, workload: Workload, hw: HardwareSpec, *, batch: int, heads: int,
+                  head_dim: int, d_model: int, ffn: int, seq: int, dtype: str = "fp16") -> dict:
+    """One encoder layer: attention (the design) plus the projections and FFN as GEMMs on the 2D array, run one
+    after another (the same mapping for every design, as in the paper's end-to-end comparison)."""
+    attention = predict_design(design, workload, hw, batch=batch, heads=heads, seq_q=seq, seq_kv=seq,
+                               head_dim=head_dim, dtype=dtype)
+    gemms = {name: gemm_on_array(hw, design, r, c, k, dtype) for name, r, c, k in layer_gemms(d_model, ffn, batch * seq)}
+    return {"time_s": attention["time_s"] + sum(g["time_s"] for g in gemms.values()),
+            "energy_j": attention["energy_j"] + sum(g["energy_j"] for g in gemms.values()),
+            "bytes": {"dram": attention["bytes"]["dram"] + sum(g["bytes"] for g in gemms.values())},
+            "attention": attention, "gemms": gemms}

@@ -6,12 +6,12 @@ from simlib.dtypes import DTYPE_BITS
 from simlib.errors import SimlibInputError
 from simlib.hardware.catalog import load_hardware
 from simlib.hardware.schema import HardwareSpec
-from simlib.models.spatial_attention import predict_design
+from simlib.models.spatial_attention import predict_design, predict_layer
 from simlib.models.spatial_design import load_design, load_transformer
 from simlib.workload.workload import load_workload
 
 DEFAULTS = {"design": "fusemax", "model": "bert", "seq": 65536, "seq_q": None, "seq_kv": None, "batch": 64,
-            "dtype": "fp16"}
+            "dtype": "fp16", "layer": False}
 BASELINES = ("unfused", "flat")
 
 
@@ -28,17 +28,28 @@ def _parameters(settings: dict) -> dict:
         value = params[name]
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise SimlibInputError("--set", name, f"expected a positive integer, got {value!r}")
+    if not isinstance(params["layer"], bool):
+        raise SimlibInputError("--set", "layer", f"expected true or false, got {params['layer']!r}")
     if params["dtype"] not in DTYPE_BITS:
         raise SimlibInputError("--set", "dtype", f"unknown dtype {params['dtype']!r}")
     return params
 
 
 def run_design(design_name: str, params: dict, hw: HardwareSpec | None = None) -> dict:
+    """Attention alone, or with ``layer`` the whole layer (attention + projections + FFN on the 2D array)."""
     design = load_design(design_name)
     shape = load_transformer(params["model"])
-    return predict_design(design, load_workload(design.cascade), hw or load_hardware(design.hardware),
-                          batch=params["batch"], heads=shape.heads, seq_q=params["seq_q"], seq_kv=params["seq_kv"],
-                          head_dim=shape.head_dim, dtype=params["dtype"])
+    args = (design, load_workload(design.cascade), hw or load_hardware(design.hardware))
+    if params.get("layer"):
+        if params["seq_q"] != params["seq_kv"]:
+            raise SimlibInputError("--set", "seq_q", "a whole layer needs seq_q = seq_kv (self attention)")
+        layer = predict_layer(*args, batch=params["batch"], heads=shape.heads, head_dim=shape.head_dim,
+                              d_model=shape.d_model, ffn=shape.ffn, seq=params["seq_q"], dtype=params["dtype"])
+        attention = layer.pop("attention")
+        return {**attention, **layer, "attention_time_s": attention["time_s"],
+                "attention_energy_j": attention["energy_j"]}
+    return predict_design(*args, batch=params["batch"], heads=shape.heads, seq_q=params["seq_q"],
+                          seq_kv=params["seq_kv"], head_dim=shape.head_dim, dtype=params["dtype"])
 
 
 def predict_fusemax(hw: HardwareSpec | None, settings: dict) -> dict:

@@ -126,12 +126,13 @@ def predict(workload: str = typer.Argument(..., help="Workload catalog name or p
 
 
 @app.command()
-def figure(name: str = typer.Argument(..., help="Figure set: 'attention' or 'gna'."),
+def figure(name: str = typer.Argument(..., help="Figure set: 'attention', 'gna' or 'fusemax'."),
            hardware: str = typer.Option("a100", "--hardware", "-H"),
            settings: Optional[List[str]] = typer.Option(None, "--set", help="gna: shape, window, stride, tiles."),
            out: str = typer.Option("reports/figures", "--out", help="Folder for the PNG files.")):
     """Draw a figure set into a folder (attention: TFLOP/s vs sequence length, HBM bytes vs block size; gna:
-    speedup vs stride, one Q tile's visited KV tiles)."""
+    speedup vs stride, one Q tile's visited KV tiles; fusemax: speedups, energy, utilization, per-Einsum
+    cycles and the PE-array Pareto sweep)."""
     from pathlib import Path
 
     from simlib.plots.attention_figures import bytes_vs_block_size, throughput_vs_sequence
@@ -153,8 +154,14 @@ def figure(name: str = typer.Argument(..., help="Figure set: 'attention' or 'gna
                 kv = p["kv_tile"] or default_tile_shape(hw.fmha_tile.kv_tokens, 2)
                 figures[f"gna_visited_tiles_{hw.name}"] = visited_tiles_2d(p["shape"], p["window"], p["stride"],
                                                                            q, kv)[0]
+        elif name == "fusemax":
+            from simlib.plots.fusemax_figures import fusemax_report
+            written = fusemax_report(folder)
+            typer.echo("wrote " + ", ".join(str(p) for p in written))
+            return
         else:
-            raise SimlibInputError(None, "figure", f"unknown figure set {name!r} (expected: attention, gna)")
+            raise SimlibInputError(None, "figure", f"unknown figure set {name!r} (expected: attention, gna, "
+                                                   f"fusemax)")
         folder.mkdir(parents=True, exist_ok=True)
         for stem, fig in figures.items():
             fig.savefig(folder / f"{stem}.png", dpi=120)

@@ -181,3 +181,24 @@ def test_gemm_on_the_array_by_hand():
     g = gemm_on_array(load_hardware("fusemax"), load_design("fusemax"), 65536, 3072, 768)
     assert g["time_s"] == pytest.approx(256 * 12 * 768 / 0.94e9)
     assert g["bytes"] == 2 * (65536 * 768 + 768 * 3072 + 65536 * 3072)
+
+
+def test_pareto_sweep_by_hand():
+    from simlib.plots.fusemax_figures import pareto_sweep
+    table = pareto_sweep(sides=(64, 256)).set_index("side")
+    # 256: the shipped design; area (256*256 + 256) PEs * 5850.2 um^2 + 16 MiB * 5.613 um^2/B (Accelergy, in the YAML)
+    shipped = run_design("fusemax", {"model": "bert", "seq_q": 262144, "seq_kv": 262144, "batch": 64, "dtype": "fp16"})
+    assert table.loc[256, "time_s"] == pytest.approx(shipped["time_s"])
+    assert table.loc[256, "area_mm2"] == pytest.approx(((256 * 256 + 256) * 5850.2 + 16 * 2**20 * 5.613) / 1e6)
+    # compute-bound: 16x fewer PEs, about 16x the cycles (the per-epoch stage overheads are the same per tile)
+    assert table.loc[64, "time_s"] / table.loc[256, "time_s"] == pytest.approx(16, rel=0.01)
+    assert table["pareto"].all()
+
+
+def test_report_figures_are_written(tmp_path):
+    out = run("figure", "fusemax", "--out", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    for stem in ("fusemax_speedup", "fusemax_energy_ratio", "fusemax_utilization", "fusemax_einsum_breakdown",
+                 "fusemax_pareto"):
+        assert (tmp_path / f"{stem}.png").stat().st_size > 10_000
+    assert len((tmp_path / "fusemax_designs.csv").read_text().splitlines()) == 1 + 4 * 6 * 3

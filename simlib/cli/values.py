@@ -34,3 +34,24 @@ def parse_settings(settings: list[str] | None) -> dict:
             raise SimlibInputError("--set", name, "given twice; expected each parameter once")
         parsed[name] = parse_value(value)
     return parsed
+
+
+def with_defaults(model: str, defaults: dict, settings: dict, aliases: dict[str, tuple[str, ...]] | None = None) -> dict:
+    """A model's parameters: its defaults overridden by ``--set`` values; an alias sets several parameters at
+    once (``seq`` sets ``seq_q`` and ``seq_kv``); an unknown name is an input error listing the known ones."""
+    aliases = aliases or {}
+    params = dict(defaults)
+    for name, value in settings.items():
+        if name in aliases:
+            params.update({target: value for target in aliases[name]})
+        elif name in params:
+            params[name] = value
+        else:
+            known = ", ".join([*aliases, *defaults])
+            raise SimlibInputError("--set", name, f"{model} has no parameter '{name}' (expected one of: {known})")
+    return params
+
+
+def check_positive_int(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise SimlibInputError("--set", name, f"expected a positive integer, got {value!r}")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from simlib.cli.values import check_positive_int, with_defaults
 from simlib.dtypes import DTYPE_BITS
 from simlib.errors import SimlibInputError
 from simlib.hardware.schema import HardwareSpec
@@ -17,20 +18,11 @@ MAX_HEAD_DIM = 256   # largest head dim FlashAttention-2/3 kernels support (thei
 
 
 def _parameters(settings: dict) -> dict:
-    params = dict(DEFAULTS)
-    for name, value in settings.items():
-        if name == "seq":
-            params["seq_q"] = params["seq_kv"] = value
-        elif name in params:
-            params[name] = value
-        else:
-            raise SimlibInputError("--set", name, f"attention has no parameter '{name}' (expected one of: seq, "
-                                                  f"{', '.join(DEFAULTS)})")
+    params = with_defaults("attention", DEFAULTS, settings, aliases={"seq": ("seq_q", "seq_kv")})
     for name in ("batch", "heads", "seq_q", "seq_kv", "head_dim", "kv_heads", "head_dim_v", "block_q",
                  "block_kv", "splits"):            # the last five default to None: derived or searched
-        value = params[name]
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
-            raise SimlibInputError("--set", name, f"expected a positive integer, got {params[name]!r}")
+        if params[name] is not None:
+            check_positive_int(name, params[name])
     for name in ("causal", "backward", "dropout"):
         if not isinstance(params[name], bool):
             raise SimlibInputError("--set", name, f"expected true or false, got {params[name]!r}")

@@ -2,6 +2,7 @@
 ``30x48x80``), checked against the mask's definition, then the simulator."""
 from __future__ import annotations
 
+from simlib.cli.values import check_positive_int, with_defaults
 from simlib.dtypes import DTYPE_BITS
 from simlib.errors import SimlibInputError
 from simlib.hardware.schema import HardwareSpec
@@ -35,12 +36,7 @@ def _flags(value, ndim: int) -> tuple[bool, ...]:
 
 
 def gna_parameters(hw: HardwareSpec, settings: dict) -> dict:
-    params = dict(DEFAULTS)
-    for name, value in settings.items():
-        if name not in params:
-            raise SimlibInputError("--set", name, f"gna has no parameter '{name}' (expected one of: "
-                                                  f"{', '.join(DEFAULTS)})")
-        params[name] = value
+    params = with_defaults("gna", DEFAULTS, settings)
     for name in ("shape", "window"):
         if params[name] is None:
             raise SimlibInputError("--set", name, f"gna needs {name}, e.g. --set {name}=30x48x80")
@@ -68,9 +64,7 @@ def gna_parameters(hw: HardwareSpec, settings: dict) -> dict:
             raise SimlibInputError("--set", "dilation", f"dilation {dil} x window {w} in dimension {d} exceeds the "
                                                         f"layout's extent {n}")
     for name in ("batch", "heads", "head_dim"):
-        value = params[name]
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise SimlibInputError("--set", name, f"expected a positive integer, got {value!r}")
+        check_positive_int(name, params[name])
     if params["dtype"] not in DTYPE_BITS:
         raise SimlibInputError("--set", "dtype", f"unknown dtype {params['dtype']!r}")
     if hw.family != "gpu":

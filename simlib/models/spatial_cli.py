@@ -2,6 +2,7 @@
 layer shape, with speedups against the unfused baseline and FLAT."""
 from __future__ import annotations
 
+from simlib.cli.values import check_positive_int, with_defaults
 from simlib.dtypes import DTYPE_BITS
 from simlib.errors import SimlibInputError
 from simlib.hardware.catalog import load_hardware
@@ -16,18 +17,11 @@ BASELINES = ("unfused", "flat")
 
 
 def _parameters(settings: dict) -> dict:
-    params = dict(DEFAULTS)
-    for name, value in settings.items():
-        if name not in params:
-            raise SimlibInputError("--set", name, f"fusemax has no parameter '{name}' (expected one of: "
-                                                  f"{', '.join(DEFAULTS)})")
-        params[name] = value
+    params = with_defaults("fusemax", DEFAULTS, settings)
     params["seq_q"] = params["seq_q"] or params["seq"]
     params["seq_kv"] = params["seq_kv"] or params["seq"]
     for name in ("seq_q", "seq_kv", "batch"):
-        value = params[name]
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise SimlibInputError("--set", name, f"expected a positive integer, got {value!r}")
+        check_positive_int(name, params[name])
     if not isinstance(params["layer"], bool):
         raise SimlibInputError("--set", "layer", f"expected true or false, got {params['layer']!r}")
     if params["dtype"] not in DTYPE_BITS:

@@ -8,7 +8,8 @@ from simlib.errors import SimlibInputError
 from simlib.hardware.catalog import load_hardware
 from simlib.hardware.schema import HardwareSpec
 from simlib.models.spatial_attention import predict_design, predict_layer
-from simlib.models.spatial_design import load_design, load_transformer
+from simlib.models.spatial_design import load_design
+from simlib.workload.model_spec import load_model
 from simlib.workload.workload import load_workload
 
 DEFAULTS = {"design": "fusemax", "model": "bert", "seq": 65536, "seq_q": None, "seq_kv": None, "batch": 64,
@@ -32,13 +33,13 @@ def _parameters(settings: dict) -> dict:
 def run_design(design_name: str, params: dict, hw: HardwareSpec | None = None) -> dict:
     """Attention alone, or with ``layer`` the whole layer (attention + projections + FFN on the 2D array)."""
     design = load_design(design_name)
-    shape = load_transformer(params["model"])
+    shape = load_model(params["model"])
     args = (design, load_workload(design.cascade), hw or load_hardware(design.hardware))
     if params.get("layer"):
         if params["seq_q"] != params["seq_kv"]:
             raise SimlibInputError("--set", "seq_q", "a whole layer needs seq_q = seq_kv (self attention)")
         layer = predict_layer(*args, batch=params["batch"], heads=shape.heads, head_dim=shape.head_dim,
-                              d_model=shape.d_model, ffn=shape.ffn, seq=params["seq_q"], dtype=params["dtype"])
+                              d_model=shape.hidden, ffn=shape.intermediate, seq=params["seq_q"], dtype=params["dtype"])
         attention = layer.pop("attention")
         return {**attention, **layer, "attention_time_s": attention["time_s"],
                 "attention_energy_j": attention["energy_j"]}

@@ -1,5 +1,5 @@
-"""Spatial-accelerator designs (a cascade, a hardware description and a binding of Einsums to PE arrays) and
-transformer layer shapes, read from YAML and checked against the cascade and the hardware.
+"""Spatial-accelerator designs (a cascade, a hardware description and a binding of Einsums to PE arrays), read
+from YAML and checked against the cascade and the hardware.
 
 A design names its cascade and default hardware, how the arrays are scheduled (``pipelined``: per tile epoch,
 in ``stages``; ``row_fused``: the arrays run concurrently over whole rows; ``phases``: one phase after another),
@@ -21,7 +21,6 @@ from simlib.workload.workload import Workload
 from simlib.yaml_loading import load_yaml_file
 
 DESIGN_DIR = WORKLOAD_DIR / "designs"
-MODEL_DIR = WORKLOAD_DIR / "models"
 
 
 class _Strict(BaseModel):
@@ -43,16 +42,6 @@ class DesignSpec(_Strict):
     source_file: str | None = None
 
 
-class TransformerShape(_Strict):
-    name: str
-    description: str = ""
-    d_model: int = Field(gt=0)
-    heads: int = Field(gt=0)
-    head_dim: int = Field(gt=0)
-    ffn: int = Field(gt=0)
-    source_file: str | None = None
-
-
 def _load(name_or_path: str, directory: Path, what: str, model: type[BaseModel]):
     path = resolve(name_or_path, directory, what)
     data = load_yaml_file(path)
@@ -66,10 +55,6 @@ def _load(name_or_path: str, directory: Path, what: str, model: type[BaseModel])
 
 def load_design(name_or_path: str) -> DesignSpec:
     return _load(name_or_path, DESIGN_DIR, "design", DesignSpec)
-
-
-def load_transformer(name_or_path: str) -> TransformerShape:
-    return _load(name_or_path, MODEL_DIR, "model", TransformerShape)
 
 
 def check_binding(design: DesignSpec, workload: Workload, hw: HardwareSpec) -> dict[str, str]:

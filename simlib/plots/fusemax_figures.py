@@ -21,7 +21,8 @@ import pandas as pd
 from simlib.hardware.catalog import load_hardware
 from simlib.models.spatial_attention import predict_design
 from simlib.models.spatial_cli import run_design
-from simlib.models.spatial_design import load_design, load_transformer
+from simlib.models.spatial_design import load_design
+from simlib.workload.model_spec import load_model
 from simlib.workload.workload import load_workload
 
 MODELS = ("bert", "trxl", "t5", "xlm")
@@ -91,7 +92,7 @@ def pareto_sweep(sides=(16, 32, 64, 128, 256, 512), model: str = "bert", seq: in
     """FuseMax with an s × s 2D array, s 1D PEs, the buffer scaled by (s / 256)²."""
     design = load_design("fusemax")
     base = load_hardware(design.hardware)
-    shape = load_transformer(model)
+    shape = load_model(model)
     buffer_index = next(i for i, m in enumerate(base.memory) if m.kind == "scratchpad")
     rows = []
     for side in sides:

@@ -12,7 +12,8 @@ import pytest
 from simlib.hardware import load_hardware
 from simlib.models.spatial_attention import predict_design
 from simlib.models.spatial_cli import run_design
-from simlib.models.spatial_design import load_design, load_transformer
+from simlib.models.spatial_design import load_design
+from simlib.workload.model_spec import load_model
 from simlib.validation.fusemax_rows import fusemax_table
 from simlib.workload.workload import load_workload
 
@@ -158,8 +159,8 @@ def test_cli_bad_design(design, fragment):
 
 def test_transformer_shapes_follow_the_reference():
     # reference/fusemax.md, Workloads: D, E = F, H, FFN
-    shapes = {m: load_transformer(m) for m in ("bert", "trxl", "t5", "xlm")}
-    assert [(s.d_model, s.head_dim, s.heads, s.ffn) for s in shapes.values()] == [
+    shapes = {m: load_model(m) for m in ("bert", "trxl", "t5", "xlm")}
+    assert [(s.hidden, s.head_dim, s.heads, s.intermediate) for s in shapes.values()] == [
         (768, 64, 12, 3072), (1024, 64, 16, 4096), (512, 64, 8, 2048), (2048, 128, 16, 8192)]
 
 

@@ -1,0 +1,115 @@
+"""Model architectures as data: the shipped ``workloads/models/*.yaml`` (Qwen3 family, the FuseMax paper's
+BERT/TrXL/T5/XLM layer shapes) or a Hugging Face ``config.json`` read from disk.
+
+Parameter count P: taken from the file when given (the Qwen3 files carry the Kinetics paper's counts);
+otherwise estimated from the shapes the way that paper counts most of the family, every weight included and the
+token embedding counted for input and output even when the two are tied (its Qwen3-4B figure counts it once):
+    P = 2·vocab·hidden + layers·(hidden·H·d + 2·hidden·Hkv·d + H·d·hidden + 3·hidden·intermediate·experts
+        + router hidden·experts + 2·hidden + 2·d) + hidden
+(attention Q, K, V, O; a gated MLP of three matrices per expert; RMS norms, Qwen3's per-head q/k norms.)
+Active parameters use the active experts instead of all of them.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from simlib.catalog_paths import WORKLOAD_DIR, resolve
+from simlib.errors import SimlibInputError
+from simlib.schema_errors import raise_for_validation
+from simlib.yaml_loading import load_yaml_file
+
+MODEL_DIR = WORKLOAD_DIR / "models"
+
+
+class ModelSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    description: str = ""
+    hidden: int = Field(gt=0)
+    heads: int = Field(gt=0)
+    head_dim: int = Field(gt=0)
+    intermediate: int = Field(gt=0)
+    layers: int | None = Field(default=None, gt=0)
+    kv_heads: int | None = Field(default=None, gt=0)
+    vocab: int | None = Field(default=None, gt=0)
+    parameters: float | None = Field(default=None, gt=0)
+    experts: int = Field(default=1, gt=0)
+    active_experts: int | None = Field(default=None, gt=0)
+    source_file: str | None = None
+
+    @property
+    def key_value_heads(self) -> int:
+        return self.kv_heads or self.heads
+
+    def _estimate(self, experts: int) -> float:
+        if self.layers is None or self.vocab is None:
+            raise SimlibInputError(self.source_file or self.name, "parameters",
+                                   "no parameter count given and no layers/vocab to estimate it from")
+        h, d = self.hidden, self.head_dim
+        attention = h * self.heads * d + 2 * h * self.key_value_heads * d + self.heads * d * h
+        mlp = 3 * h * self.intermediate * experts + (h * self.experts if self.experts > 1 else 0)
+        return 2 * self.vocab * h + self.layers * (attention + mlp + 2 * h + 2 * d) + h
+
+    @property
+    def parameter_count(self) -> float:
+        """P as the Kinetics paper counts it (the file's figure, else the estimate above)."""
+        return self.parameters or self._estimate(self.experts)
+
+    @property
+    def active_parameter_count(self) -> float:
+        if self.experts == 1 or self.active_experts is None:
+            return self.parameter_count
+        return self._estimate(self.active_experts)
+
+
+HF_FIELDS = {"hidden": "hidden_size", "heads": "num_attention_heads", "layers": "num_hidden_layers",
+             "vocab": "vocab_size"}
+
+
+def model_from_hf_config(path: str | Path) -> ModelSpec:
+    """A decoder's shape from a Hugging Face ``config.json`` (no download: a file on disk)."""
+    path = Path(path)
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise SimlibInputError(str(path), None, f"cannot read a JSON config: {exc}") from None
+    if not isinstance(config, dict):
+        raise SimlibInputError(str(path), None, "expected a JSON object")
+    for field, key in HF_FIELDS.items():
+        if key not in config:
+            raise SimlibInputError(str(path), key, f"missing; a decoder config needs {', '.join(HF_FIELDS.values())} "
+                                                   f"and intermediate_size")
+    intermediate = config.get("moe_intermediate_size") or config.get("intermediate_size")
+    if intermediate is None:
+        raise SimlibInputError(str(path), "intermediate_size", "missing; expected the MLP width")
+    heads = config["num_attention_heads"]
+    values = {"name": config.get("name_or_path") or path.parent.name or path.stem,
+              "hidden": config["hidden_size"], "heads": heads,
+              "head_dim": config.get("head_dim") or config["hidden_size"] // heads,
+              "intermediate": intermediate, "layers": config["num_hidden_layers"],
+              "kv_heads": config.get("num_key_value_heads") or heads, "vocab": config["vocab_size"],
+              "experts": config.get("num_experts") or config.get("num_local_experts") or 1,
+              "active_experts": config.get("num_experts_per_tok"), "source_file": str(path)}
+    try:
+        return ModelSpec(**values)
+    except ValidationError as exc:
+        raise_for_validation(exc, str(path))
+
+
+def load_model(name_or_path: str) -> ModelSpec:
+    """A shipped model name, a model YAML path, or a Hugging Face config.json path."""
+    text = str(name_or_path)
+    if text.endswith(".json"):
+        return model_from_hf_config(text)
+    path = resolve(text, MODEL_DIR, "model")
+    data = load_yaml_file(path)
+    if not isinstance(data, dict):
+        raise SimlibInputError(str(path), None, "expected a mapping of model fields")
+    try:
+        return ModelSpec(**data, source_file=str(path))
+    except ValidationError as exc:
+        raise_for_validation(exc, str(path))

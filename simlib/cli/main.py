@@ -14,11 +14,13 @@ from simlib.cli.values import parse_settings
 from simlib.errors import SimlibInputError
 from simlib.models.attention_cli import predict_attention
 from simlib.models.gna_cli import predict_gna_cli
+from simlib.models.kinetics_cli import predict_tts
 from simlib.models.spatial_cli import predict_fusemax
 from simlib.hardware.catalog import hardware_names, load_hardware
 from simlib.workload.workload import load_workload, workload_names
 
-MODELS = {"attention": predict_attention, "gna": predict_gna_cli, "fusemax": predict_fusemax}
+MODELS = {"attention": predict_attention, "gna": predict_gna_cli, "fusemax": predict_fusemax,
+          "tts": predict_tts}
 OWN_HARDWARE = {"fusemax"}      # models whose designs name their hardware
 
 app = typer.Typer(help="Performance simulator and analytical models for attention.", no_args_is_help=True,
@@ -106,7 +108,8 @@ def predict(workload: str = typer.Argument(..., help="Workload catalog name or p
     """Predict time, FLOPs, bytes per memory level and the bound of a workload on a device.
 
     WORKLOAD is a cascade (catalog name or YAML path) or a model: 'attention' (GPU attention kernels), 'gna'
-    (generalized neighborhood attention), 'fusemax' (spatial accelerator designs).
+    (generalized neighborhood attention), 'fusemax' (spatial accelerator designs), 'tts' (Kinetics
+    test-time-scaling cost).
     """
     with input_errors():
         if hardware is None and workload not in OWN_HARDWARE:
@@ -126,7 +129,7 @@ def predict(workload: str = typer.Argument(..., help="Workload catalog name or p
 
 
 @app.command()
-def figure(name: str = typer.Argument(..., help="Figure set: 'attention', 'gna' or 'fusemax'."),
+def figure(name: str = typer.Argument(..., help="Figure set: 'attention', 'gna', 'fusemax' or 'tts'."),
            hardware: str = typer.Option("a100", "--hardware", "-H"),
            settings: Optional[List[str]] = typer.Option(None, "--set", help="gna: shape, window, stride, tiles."),
            out: str = typer.Option("reports/figures", "--out", help="Folder for the PNG files.")):
@@ -154,6 +157,12 @@ def figure(name: str = typer.Argument(..., help="Figure set: 'attention', 'gna' 
                 kv = p["kv_tile"] or default_tile_shape(hw.fmha_tile.kv_tokens, 2)
                 figures[f"gna_visited_tiles_{hw.name}"] = visited_tiles_2d(p["shape"], p["window"], p["stride"],
                                                                            q, kv)[0]
+        elif name == "tts":
+            from simlib.models.kinetics_cli import default_intensity
+            from simlib.plots.tts_figures import cost_vs_length_figure, sparse_vs_dense_figure
+            intensity = default_intensity(hw, "fp8" if hw.peak_flops("fp8") else "bf16")
+            figures = {f"tts_cost_vs_length_{hw.name}": cost_vs_length_figure(intensity),
+                       f"tts_dense_vs_blocktopk_{hw.name}": sparse_vs_dense_figure(intensity)}
         elif name == "fusemax":
             from simlib.plots.fusemax_figures import fusemax_report
             written = fusemax_report(folder)
@@ -161,11 +170,40 @@ def figure(name: str = typer.Argument(..., help="Figure set: 'attention', 'gna' 
             return
         else:
             raise SimlibInputError(None, "figure", f"unknown figure set {name!r} (expected: attention, gna, "
-                                                   f"fusemax)")
+                                                   f"fusemax, tts)")
         folder.mkdir(parents=True, exist_ok=True)
         for stem, fig in figures.items():
             fig.savefig(folder / f"{stem}.png", dpi=120)
     typer.echo("wrote " + ", ".join(f"{folder}/{stem}.png" for stem in figures))
+
+
+@app.command()
+def frontier(name: str = typer.Argument(..., help="Frontier: 'tts' (cost-accuracy of test-time scaling)."),
+             csv_path: str = typer.Option(..., "--csv", help="Accuracy table: model, strategy, samples, gen_len, "
+                                                             "accuracy (optional: prompt_len, attention, ...)."),
+             hardware: str = typer.Option("b200", "--hardware", "-H"),
+             dtype: str = typer.Option("fp8", "--dtype", help="Sets the intensity: peak FLOP/s / HBM bandwidth."),
+             intensity: Optional[float] = typer.Option(None, "--intensity", help="FLOP per byte, overrides."),
+             prompt_len: int = typer.Option(1000, "--prompt-len", help="Where the table gives none."),
+             out: Optional[str] = typer.Option(None, "--out", help="Folder for the frontier plot."),
+             json_out: bool = typer.Option(False, "--json", help="Print the rows as JSON.")):
+    """Price each row of an accuracy table in eFLOPs and mark the cost-accuracy Pareto frontier per model."""
+    from simlib.cli.render import frame_table
+    from simlib.models.kinetics_cli import default_intensity
+    from simlib.plots.tts_figures import frontier_figure, frontier_table
+    with input_errors():
+        if name != "tts":
+            raise SimlibInputError(None, "frontier", f"unknown frontier {name!r} (expected: tts)")
+        value = intensity or default_intensity(load_hardware(hardware), dtype)
+        table = frontier_table(csv_path, value, prompt_len)
+    if out:
+        from pathlib import Path
+        Path(out).mkdir(parents=True, exist_ok=True)
+        frontier_figure(table).savefig(Path(out) / "tts_frontier.png", dpi=120)
+    if json_out:
+        typer.echo(to_json(table.to_dict(orient="records")))
+    else:
+        print_tables([frame_table(f"tts cost-accuracy (I = {value:.4g} FLOP/B)", table)])
 
 
 @app.command()

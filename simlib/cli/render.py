@@ -133,6 +133,10 @@ def summary_table(title: str, data: dict) -> Table:
 def model_table(model: str, data: dict | list[dict]) -> Table:
     if model == "gna":
         return summary_table(f"gna on {data['hardware']}", data)
+    if model == "tts":
+        flat = {k: v for k, v in data.items() if k not in ("prefill", "per_gen_len", "parameters")}
+        flat.update({f"prefill_{k}": v for k, v in data["prefill"].items()})
+        return summary_table(f"tts: {data['model']} on {data['hardware']}", flat)
     if model == "fusemax":
         flat = {k: v for k, v in data.items() if k not in ("per_einsum", "parameters", "bytes", "utilization",
                                                              "compute_s")}

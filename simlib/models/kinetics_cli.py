@@ -1,0 +1,97 @@
+"""``simlib predict tts``: the Kinetics cost of a test-time-scaling request on a model and a GPU."""
+from __future__ import annotations
+
+import numpy as np
+
+from simlib.cli.values import check_positive_int, with_defaults
+from simlib.dtypes import dtype_bytes
+from simlib.errors import SimlibInputError
+from simlib.hardware.schema import HardwareSpec
+from simlib.models.kinetics import ATTENTION_VARIANTS, decode_seconds, prefill_cost, tts_cost
+from simlib.workload.model_spec import ModelSpec, load_model
+
+DEFAULTS = {"model": None, "prompt_len": 1000, "gen_len": 16384, "samples": 1, "attention": "dense",
+            "budget": None, "block_size": None, "block_topk": None, "local": None, "window": None,
+            "full_fraction": None, "intensity": None, "dtype": "fp8", "serving_batch": 1}
+NEEDS = {"topk": ("budget",), "blocktopk": ("block_size", "block_topk", "local"), "window": ("window",),
+         "duo": ("window", "full_fraction"), "dense": ()}
+
+
+def tts_parameters(settings: dict) -> dict:
+    params = with_defaults("tts", DEFAULTS, settings)
+    if params["model"] is None:
+        raise SimlibInputError("--set", "model", "tts needs a model, e.g. --set model=qwen3-8b (or a config.json)")
+    lengths = params["gen_len"] if isinstance(params["gen_len"], list) else [params["gen_len"]]
+    for value in lengths:
+        check_positive_int("gen_len", value)
+    params["gen_len"] = lengths
+    for name in ("prompt_len", "samples", "serving_batch"):
+        check_positive_int(name, params[name])
+    if params["attention"] not in ATTENTION_VARIANTS:
+        raise SimlibInputError("--set", "attention", f"unknown attention {params['attention']!r} (expected one "
+                                                     f"of: {', '.join(ATTENTION_VARIANTS)})")
+    for name in NEEDS[params["attention"]]:
+        if params[name] is None:
+            raise SimlibInputError("--set", name, f"attention={params['attention']} needs {name}")
+        if name == "full_fraction":
+            if isinstance(params[name], bool) or not 0 <= params[name] <= 1:
+                raise SimlibInputError("--set", name, f"expected a fraction of heads in [0, 1], got {params[name]!r}")
+        else:
+            check_positive_int(name, params[name])
+    if params["intensity"] is not None and (isinstance(params["intensity"], bool) or params["intensity"] <= 0):
+        raise SimlibInputError("--set", "intensity", f"expected FLOP per byte > 0, got {params['intensity']!r}")
+    return params
+
+
+def default_intensity(hw: HardwareSpec, dtype: str) -> float:
+    """Peak FLOP/s in ``dtype`` over the HBM bandwidth (B200 fp8: 4.5e15 / 8e12 = 562.5, the paper's I)."""
+    peak = hw.peak_flops(dtype)
+    if peak is None:
+        raise SimlibInputError(hw.source_file or hw.name, "dtype", f"{hw.name} has no {dtype} matrix rate; set "
+                                                                   f"dtype (e.g. bf16) or intensity")
+    return peak / hw.dram.bandwidth_bytes_per_s
+
+
+def sparse_settings(params: dict) -> dict:
+    return {name: params[name] for name in NEEDS[params["attention"]]}
+
+
+def model_shape(model: ModelSpec) -> dict:
+    if model.layers is None:
+        raise SimlibInputError(model.source_file or model.name, "layers", "the cost model needs the layer count")
+    return {"parameters": model.parameter_count, "heads": model.heads, "kv_heads": model.key_value_heads,
+            "head_dim": model.head_dim, "layers": model.layers}
+
+
+def predict_tts(hw: HardwareSpec, settings: dict) -> dict:
+    params = tts_parameters(settings)
+    model = load_model(params["model"])
+    shape = model_shape(model)
+    intensity = params["intensity"] or default_intensity(hw, params["dtype"])
+    lengths = np.array(params["gen_len"], dtype=np.float64)
+    cost = tts_cost(**shape, prompt_len=params["prompt_len"], gen_len=lengths, samples=params["samples"],
+                    intensity=intensity, attention=params["attention"], **sparse_settings(params))
+    mean = {k: float(np.mean(v)) for k, v in cost.items() if k != "attention_share"}
+    mean["attention_share"] = mean["attention_eflops"] / mean["eflops"]
+    peak, bandwidth = hw.peak_flops(params["dtype"]) or intensity * hw.dram.bandwidth_bytes_per_s, \
+        hw.dram.bandwidth_bytes_per_s
+    parameter_bytes = model.parameter_count * dtype_bytes(params["dtype"])
+    decode = [decode_seconds(peak_flops=peak, bandwidth=bandwidth, parameter_bytes=parameter_bytes,
+                             active_parameters=model.active_parameter_count, heads=shape["heads"],
+                             kv_heads=shape["kv_heads"], head_dim=shape["head_dim"], layers=shape["layers"],
+                             prompt_len=params["prompt_len"], gen_len=g, samples=params["samples"],
+                             serving_batch=params["serving_batch"], attention=params["attention"],
+                             **sparse_settings(params)) for g in params["gen_len"]]
+    prefill = prefill_cost(**shape, prompt_len=params["prompt_len"], intensity=intensity)
+    prefill_s = max(float(prefill["compute_flops"]) / peak,
+                    (parameter_bytes + float(prefill["memory_bytes"])) / bandwidth)
+    decode_s = float(np.mean([d[0] for d in decode]))
+    return {"model": model.name, "hardware": hw.name, "attention": params["attention"], "intensity": intensity,
+            **mean, "time_s": prefill_s + decode_s, "decode_time_s": decode_s,
+            "decode_compute_bound_fraction": float(np.mean([d[1] for d in decode])),
+            "prefill": {"compute_flops": float(prefill["compute_flops"]),
+                        "memory_bytes": float(prefill["memory_bytes"]), "eflops": float(prefill["eflops"]),
+                        "time_s": prefill_s},
+            "per_gen_len": [{"gen_len": int(g), **{k: float(v[i]) for k, v in cost.items()}}
+                            for i, g in enumerate(params["gen_len"])],
+            "parameters": {**params, "model_parameters": model.parameter_count}}

@@ -1,0 +1,197 @@
+"""Kinetics test-time-scaling cost: the reference's worked example, every formula's parts by hand, properties,
+the attention-share crossover, model files, the CLI and bad input."""
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import assume, given, settings, strategies as st
+
+from simlib.hardware import load_hardware
+from simlib.models.kinetics import decode_seconds, prefill_cost, tts_cost, window_reads
+from simlib.models.kinetics_cli import default_intensity, model_shape
+from simlib.workload.model_spec import load_model
+
+DATA = Path(__file__).parent.parent / "data" / "tts"
+QWEN3_4B = dict(parameters=4.02e9, heads=32, kv_heads=8, head_dim=128, layers=36)
+
+
+def test_worked_example_to_six_significant_digits():
+    # reference/kinetics.md: Qwen3-4B, c = 1000, g = 16384, n = 4, I = 562.5
+    r = tts_cost(**QWEN3_4B, prompt_len=1000, gen_len=16384, samples=4, intensity=562.5)
+    assert float(r["compute_flops"]) == pytest.approx(8.822235e14, rel=5e-7)
+    assert float(r["memory_bytes"]) == pytest.approx(8.158076e13, rel=5e-7)
+    assert float(r["eflops"]) == pytest.approx(4.677140e16, rel=5e-7)
+    assert load_model("qwen3-4b").parameter_count == 4.02e9 and model_shape(load_model("qwen3-4b"))["layers"] == 36
+
+
+SMALL = dict(parameters=10.0, heads=2, kv_heads=1, head_dim=3, layers=2)      # H = 2, Hkv = 1, dL = 6
+
+
+def test_dense_parts_by_hand():
+    # c = 5, g = 4, n = 3: params 3*2*10*4 = 240; attention 3*2*(10+4)*4*2*6 = 4032; memory 2*(10+12)*4*1*6 = 1056
+    r = tts_cost(**SMALL, prompt_len=5, gen_len=4, samples=3, intensity=2.0)
+    assert r["parameter_eflops"] == 240 and r["compute_flops"] == 240 + 4032 and r["memory_bytes"] == 1056
+    assert r["eflops"] == 240 + 4032 + 2 * 1056
+    assert r["attention_share"] == pytest.approx((4032 + 2112) / (240 + 4032 + 2112))
+
+
+def test_topk_parts_by_hand_including_the_budget_above_the_prompt():
+    # B = 3 <= c = 5: S = 3*4 = 12; compute 2*(2*10*4 + 4*12*2*6) = 2*(80 + 576); memory 2*4*12*1*6 = 576
+    r = tts_cost(**SMALL, prompt_len=5, gen_len=4, samples=2, intensity=1.0, attention="topk", budget=3)
+    assert r["compute_flops"] == 2 * (80 + 576) and r["memory_bytes"] == 576
+    # B = 9 > c = 5: S = 9*4 + 0.5*(9-5)^2 = 44 (the max(0, B - c) corner, the + sign as the reference gives it)
+    r = tts_cost(**SMALL, prompt_len=5, gen_len=4, samples=1, intensity=1.0, attention="topk", budget=9)
+    assert r["memory_bytes"] == 4 * 44 * 6
+
+
+def test_blocktopk_parts_by_hand():
+    # local 2 + block 2 x 3 blocks: B = 8 > c = 5: S = 8*4 - 0.5*9 = 27.5;
+    # search compute floor((10+4)/2)*4*2*6 = 336 per sample; search memory floor((10+2*4)/2)*4*1*6 = 216
+    r = tts_cost(**SMALL, prompt_len=5, gen_len=4, samples=2, intensity=1.0, attention="blocktopk", block_size=2,
+                 block_topk=3, local=2)
+    assert r["compute_flops"] == 2 * (80 + 4 * 27.5 * 2 * 6 + 336)
+    assert r["memory_bytes"] == 2 * 4 * 27.5 * 6 + 216
+
+
+def test_window_reads_by_hand():
+    # c = 3, w = 5, g = 6: per token min(3 + t, 5) = 3, 4, 5, 5, 5, 5 -> 27
+    assert window_reads(3, 6, 5) == sum(min(3 + t, 5) for t in range(6)) == 27
+    assert window_reads(10, 6, 5) == 30 and window_reads(0, 3, 100) == 0 + 1 + 2
+
+
+def test_duo_mixes_dense_and_window_heads():
+    full = tts_cost(**SMALL, prompt_len=5, gen_len=4, samples=1, intensity=1.0)
+    win = tts_cost(**SMALL, prompt_len=5, gen_len=4, samples=1, intensity=1.0, attention="window", window=2)
+    duo = tts_cost(**SMALL, prompt_len=5, gen_len=4, samples=1, intensity=1.0, attention="duo", window=2,
+                   full_fraction=0.25)
+    attention = lambda r: r["eflops"] - r["parameter_eflops"]
+    assert attention(duo) == pytest.approx(0.25 * attention(full) + 0.75 * attention(win))
+
+
+@settings(max_examples=200, deadline=None)
+@given(c=st.integers(1, 50000), g=st.integers(1, 50000), n=st.integers(1, 16), frac=st.floats(0.0, 1.0),
+       b=st.integers(2, 64))
+def test_sparse_never_costs_more_than_dense_below_the_dense_context(c, g, n, frac, b):
+    """Whenever the n samples' budgets together stay below the prompt the dense model reads (n*B <= c), top-k
+    costs no more than dense attention; block top-k (blocks of 2 or more) also pays to score every block, which
+    its savings cover once n*B <= c/2 (4B + (2c+g)/b <= 2(2c+g) per sample, and likewise for the bytes)."""
+    assume(c >= n)
+    budget = max(1, int(frac * c / n))
+    dense = tts_cost(**QWEN3_4B, prompt_len=c, gen_len=g, samples=n, intensity=562.5)["eflops"]
+    topk = tts_cost(**QWEN3_4B, prompt_len=c, gen_len=g, samples=n, intensity=562.5, attention="topk",
+                    budget=budget)["eflops"]
+    half = max(1, budget // 2)
+    assume(n * half <= c / 2)
+    block = tts_cost(**QWEN3_4B, prompt_len=c, gen_len=g, samples=n, intensity=562.5, attention="blocktopk",
+                     block_size=b, block_topk=half // b, local=half % b)["eflops"]
+    assert topk <= dense and block <= dense * (1 + 1e-12)
+
+
+@settings(max_examples=100, deadline=None)
+@given(c=st.integers(0, 20000), g=st.integers(1, 20000), n=st.integers(1, 32), attention=st.sampled_from(
+    ["dense", "topk", "blocktopk", "window"]))
+def test_eflops_monotone_in_samples_and_length(c, g, n, attention):
+    sparse = {"topk": {"budget": 1024}, "blocktopk": {"block_size": 16, "block_topk": 32, "local": 128},
+              "window": {"window": 512}, "dense": {}}[attention]
+    # the top-k formulas are a continuum over the generated tokens, valid once g >= B - c (kinetics.py)
+    assume(attention not in ("topk", "blocktopk") or g >= 1024 - c)
+    cost = lambda **kw: float(tts_cost(**QWEN3_4B, intensity=562.5, attention=attention, **sparse, **kw)["eflops"])
+    base = cost(prompt_len=c, gen_len=g, samples=n)
+    assert cost(prompt_len=c, gen_len=g, samples=n + 1) > base
+    assert cost(prompt_len=c, gen_len=g + 1, samples=n) > base
+
+
+def test_attention_share_crossover_is_far_shorter_for_the_small_model():
+    """Dense, one sample, c = 100: attention's share of eFLOPs is one half when 2(2c + g)·g·dL·(H + I·Hkv) = 2Pg,
+    i.e. g* = P / (dL·(H + I·Hkv)) - 2c: Qwen3-0.6B 0.752e9 / (128*28*(16 + 562.5*8)) - 200 < 0 (attention
+    dominates from the first token); Qwen3-32B 32.76e9 / (128*64*(64 + 4500)) - 200 = 676.2 tokens."""
+    def crossover(name):
+        m = model_shape(load_model(name))
+        return m["parameters"] / (m["head_dim"] * m["layers"] * (m["heads"] + 562.5 * m["kv_heads"])) - 200
+    small, large = crossover("qwen3-0.6b"), crossover("qwen3-32b")
+    assert small == pytest.approx(0.752e9 / (128 * 28 * (16 + 562.5 * 8)) - 200) and small < 0
+    assert large == pytest.approx(676.2, abs=0.1)
+    shape = model_shape(load_model("qwen3-32b"))
+    share = lambda g: float(tts_cost(**shape, prompt_len=100, gen_len=g, samples=1, intensity=562.5)["attention_share"])
+    assert share(math.floor(large)) < 0.5 < share(math.ceil(large))
+    assert float(tts_cost(**model_shape(load_model("qwen3-0.6b")), prompt_len=100, gen_len=1, samples=1,
+                          intensity=562.5)["attention_share"]) > 0.5
+
+
+def test_intensity_defaults_to_peak_over_bandwidth():
+    assert default_intensity(load_hardware("b200"), "fp8") == pytest.approx(562.5)      # 4.5e15 / 8e12
+
+
+def test_decode_time_roofline_by_hand():
+    # 2 steps, dense, P = 100 (200 B of parameters), H = Hkv = 1, dL = 1, c = 3, n = 2, one request:
+    # step t: flops 2*(2*100 + 4*(3+t)); bytes 200 + (3 + 2*t) * 4; peak 1000 FLOP/s, 100 B/s -> memory bound
+    seconds, compute_bound = decode_seconds(peak_flops=1000.0, bandwidth=100.0, parameter_bytes=200.0,
+                                            active_parameters=100.0, heads=1, kv_heads=1, head_dim=1, layers=1,
+                                            prompt_len=3, gen_len=2, samples=2)
+    assert seconds == pytest.approx((200 + 12) / 100 + (200 + 20) / 100) and compute_bound == 0.0
+
+
+def test_prefill_by_hand():
+    r = prefill_cost(**SMALL, prompt_len=5, intensity=2.0)
+    assert r["compute_flops"] == 2 * 10 * 5 + 2 * 25 * 2 * 6 and r["memory_bytes"] == 4 * 5 * 1 * 6
+
+
+def test_hugging_face_config_loader():
+    m = load_model(str(DATA / "qwen3-0.6b-config.json"))
+    assert (m.layers, m.hidden, m.heads, m.key_value_heads, m.head_dim, m.intermediate) == (28, 1024, 16, 8, 128, 3072)
+    # embeddings counted for input and output: 2*151936*1024 + 28*(1024*2048*2 + 2*1024*1024 + 3*1024*3072
+    # + 2*1024 + 2*128) + 1024, the Kinetics table's 0.752e9 to 0.1 %
+    assert m.parameter_count == pytest.approx(0.752e9, rel=1e-3)
+    moe = load_model(str(DATA / "moe-config.json"))
+    assert moe.experts == 128 and moe.active_parameter_count < moe.parameter_count / 5
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "simlib.cli.main", *args], capture_output=True, text=True)
+
+
+def test_cli_exact_form():
+    out = run("predict", "tts", "--hardware", "b200", "--set", "model=qwen3-8b", "--set", "prompt_len=155", "--set",
+              "gen_len=8253,12777", "--set", "samples=8", "--set", "attention=dense", "--json")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    for key in ("compute_flops", "memory_bytes", "eflops", "time_s", "attention_share"):
+        assert key in data
+    both = [tts_cost(**model_shape(load_model("qwen3-8b")), prompt_len=155, gen_len=g, samples=8,
+                     intensity=562.5)["eflops"] for g in (8253, 12777)]
+    assert data["eflops"] == pytest.approx(float(np.mean(both)))          # the mean over the given lengths
+
+
+@pytest.mark.parametrize("settings, fragment", [
+    (["model=qwen9-1b"], "unknown model 'qwen9-1b'"),
+    ([f"model={DATA / 'missing-fields-config.json'}"], "intermediate_size"),
+    (["model=qwen3-8b", "attention=topk", "budget=0"], "budget: expected a positive integer"),
+    (["model=qwen3-8b", "samples=0"], "samples: expected a positive integer"),
+    (["model=qwen3-8b", "attention=topk"], "attention=topk needs budget"),
+])
+def test_cli_bad_tts_input(settings, fragment):
+    out = run("predict", "tts", "--hardware", "b200", *[a for s in settings for a in ("--set", s)])
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert fragment in out.stderr
+
+
+def test_frontier_tool(tmp_path):
+    out = run("frontier", "tts", "--csv", str(DATA / "accuracy.csv"), "--out", str(tmp_path), "--json")
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout)
+    # per model, a point is on the frontier unless another is cheaper and at least as accurate: the long-CoT
+    # rows of the shipped table are beaten by a Best-of-N row that is both cheaper and more accurate
+    frontier = {(r["model"], r["strategy"], r["samples"]) for r in rows if r["frontier"]}
+    assert ("qwen3-0.6b", "long-cot", 1) not in frontier and ("qwen3-8b", "long-cot", 1) not in frontier
+    assert len(frontier) == 4 and (tmp_path / "tts_frontier.png").stat().st_size > 10_000
+
+
+def test_tts_figures_are_drawn(tmp_path):
+    out = run("figure", "tts", "--hardware", "b200", "--out", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    for stem in ("tts_cost_vs_length_b200", "tts_dense_vs_blocktopk_b200"):
+        assert (tmp_path / f"{stem}.png").stat().st_size > 10_000

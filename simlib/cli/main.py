@@ -228,30 +228,92 @@ def search(name: str = typer.Argument(..., help="Search: 'gna' (strides, dilatio
 
 
 @app.command()
-def validate(name: str = typer.Argument(..., help="Validation set: 'attention' (FlashAttention-2/3 forward "
-                                                  "TFLOP/s on H100), 'gna' (NATTEN kernel times on H100) or "
-                                                  "'fusemax' (the FuseMax artifact's rows)."),
-             hardware: str = typer.Option("h100", "--hardware", "-H", help="Hardware the predictions use."),
+def validate(name: str = typer.Argument(..., help="A trace file (CSV), 'all' (every trace under traces/), or a "
+                                                  "named set: 'attention' (FlashAttention-2/3 TFLOP/s on H100), "
+                                                  "'gna' (NATTEN kernel times), 'fusemax' (the artifact's rows)."),
+             hardware: Optional[str] = typer.Option(None, "--hardware", "-H",
+                                                    help="Hardware for every row (default: the trace's own)."),
              tolerance: float = typer.Option(0.25, "--tolerance", help="Relative error counted as a match."),
+             out: Optional[str] = typer.Option(None, "--out", help="Write the per-row errors as CSV."),
+             report: Optional[str] = typer.Option(None, "--report", help="Folder for predicted-vs-measured and "
+                                                                         "error-vs-size plots."),
              json_out: bool = typer.Option(False, "--json", help="Print the rows as JSON.")):
-    """Set predictions against the published measurements shipped with simlib, one row per measurement."""
+    """Set predictions against measurements: a trace, every shipped trace, or a named published set."""
+    from pathlib import Path
+
     from simlib.cli.render import frame_table
     from simlib.validation.attention_throughput import throughput_table
     from simlib.validation.fusemax_rows import fusemax_table
     from simlib.validation.gna_runtime import gna_runtime_table
+    from simlib.validation.traces import TRACE_DIR, mape_by_group, trace_plots, validate_trace
     tables = {"attention": throughput_table, "gna": gna_runtime_table, "fusemax": fusemax_table}
     with input_errors():
-        if name not in tables:
-            raise SimlibInputError(None, "validate", f"unknown validation set {name!r} (expected: "
-                                                     f"{', '.join(tables)})")
-        table = tables[name](hardware)
+        if name == "all":
+            paths = sorted(TRACE_DIR.rglob("*.csv"))
+        elif name in tables:
+            paths = []
+            table = tables[name](hardware or "h100")
+        elif Path(name).suffix == ".csv" or Path(name).exists():
+            paths = [Path(name)]
+        else:
+            raise SimlibInputError(None, "validate", f"unknown validation set {name!r} (expected a trace file, "
+                                                     f"all, {', '.join(tables)})")
+        if paths:
+            parts = []
+            for path in paths:
+                part = validate_trace(path, hardware)
+                part.insert(0, "trace", path.stem)
+                parts.append(part)
+            table = __import__("pandas").concat(parts, ignore_index=True)
+    if out:
+        table.to_csv(out, index=False)
+    if report and paths:
+        for path in paths:
+            trace_plots(table[table["trace"] == path.stem], report, path.stem)
     if json_out:
         typer.echo(to_json(table.to_dict(orient="records")))
         return
-    print_tables([frame_table(f"{name} on {hardware}: predicted vs published", table)])
+    if paths:
+        shown = [c for c in ("trace", "op", "backend", "dtype", "batch", "heads", "seq_q", "seq_kv", "head_dim", "m",
+                             "n", "k", "measured_s", "predicted_s", "error") if c in table.columns]
+        print_tables([frame_table(f"{name}: predicted vs measured", table[shown])])
+        summary = __import__("pandas").concat(
+            [mape_by_group(table[table["trace"] == p.stem]).assign(trace=p.stem) for p in paths], ignore_index=True)
+        print_tables([frame_table("MAPE per op and backend", summary[["trace", *summary.columns[:-1]]])])
+    else:
+        print_tables([frame_table(f"{name}: predicted vs published", table)])
     within = int((table["error"].abs() <= tolerance).sum())
     typer.echo(f"{within} of {len(table)} rows within {tolerance:.0%}; "
                f"median |error| {table['error'].abs().median():.1%}")
+
+
+@app.command()
+def measure(grid: str = typer.Argument(..., help="Grid YAML: attention, unfused, gemm, decode sections."),
+            out: str = typer.Option(..., "--out", help="Trace CSV to write (rows are written as measured)."),
+            hardware: str = typer.Option(..., "--hardware", "-H",
+                                         help="The hardware YAML this machine is described by (recorded in the "
+                                              "trace for validate)."),
+            profile: bool = typer.Option(False, "--profile", help="Also a torch.profiler Chrome trace.")):
+    """Time attention and GEMMs with torch on this machine (needs simlib[torch])."""
+    from simlib.measure.grid import load_grid
+    from simlib.measure.runner import measure as run_measure
+    with input_errors():
+        try:
+            rows = run_measure(load_grid(grid), out, hardware, profile=profile, echo=typer.echo)
+        except KeyboardInterrupt:
+            raise typer.Exit(code=130) from None
+    typer.echo(f"wrote {rows} rows to {out}")
+
+
+@app.command()
+def calibrate(out: str = typer.Option(..., "--out", help="Hardware YAML to write."),
+              name: Optional[str] = typer.Option(None, "--name", help="Name in the YAML (default: from the device)."),
+              quick: bool = typer.Option(False, "--quick", help="Small sizes: seconds, noisier.")):
+    """Measure this machine's sustained GEMM, memory, elementwise and exp rates into a hardware YAML."""
+    from simlib.measure.calibrate import calibrate as run_calibrate
+    with input_errors():
+        result = run_calibrate(out, name=name, quick=quick, echo=typer.echo)
+    typer.echo(f"wrote {result['path']} (name {result['name']})")
 
 
 def main() -> None:

@@ -3,7 +3,9 @@
 Each Einsum's operations go to units (see :mod:`simlib.engine.units`); a group of Einsums takes
 max over units u of (ops on u / rate of u) and over memory levels l of (bytes at l / bandwidth of l) — the
 roofline of Williams et al. (CACM 2009) with one roof per unit and per level. Unfused execution makes every
-Einsum its own group and sums them; fused execution is one group (see :mod:`simlib.engine.traffic`).
+Einsum its own group and sums them; fused execution is one group (see :mod:`simlib.engine.traffic`). An unfused
+kernel writes its output into a new buffer: where the DRAM level gives a fresh-write bandwidth (pages zeroed on
+first touch, measured on CPUs) its writes are charged at that rate.
 """
 from __future__ import annotations
 
@@ -76,7 +78,8 @@ def predict_cascade(bound: BoundWorkload, hw: HardwareSpec, sustained: bool = Fa
                 unit_ops[(unit, sub_op)] += count * factor
         read, write = traffic.read_bytes.get(i, 0.0), traffic.write_bytes.get(i, 0.0)
         resources = dict(unit_time)
-        resources[hw.dram.name] = (read + write) / dram_bw if dram_bw else 0.0
+        write_bw = (hw.dram.fresh_write_bandwidth_bytes_per_s or dram_bw) if not fused else dram_bw
+        resources[hw.dram.name] = read / dram_bw + write / write_bw if dram_bw else 0.0
         bound_name = max(resources, key=resources.get)
         costs.append(EinsumCost(
             index=i, einsum=einsum.text, kind=einsum.kind,

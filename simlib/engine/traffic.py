@@ -7,7 +7,7 @@ kernel, a roofline lower bound that ignores re-reads caused by tiling.
 Fused: one kernel streams the cascade's stream rank (M for attention) for a chunk of rows at a time. Row ranks
 are the batch ranks and every rank that each computing Einsum iterates (P for attention). On chip, per chunk of
 c rows, the holding level (the largest scratchpad: GPU shared memory over all SMs, a spatial array's global
-buffer) keeps: the row-indexed inputs that do not vary along the stream rank (a Q row), one slice along the
+buffer; on a CPU, with none, the largest cache) keeps: the row-indexed inputs that do not vary along the stream rank (a Q row), one slice along the
 stream rank of every intermediate consumed in the pass that makes it, and — unless they spill — the whole of every intermediate read in a later pass
 (FuseMax §III: each extra pass costs an O(M) buffer per row or spill traffic). An input without some row rank
 (K, V) is re-read once per chunk of rows (FuseMax §V: K/V re-streamed P/(rows per chunk) times). The engine takes
@@ -36,8 +36,12 @@ class Traffic:
 
 
 def holding_level(hw: HardwareSpec) -> MemoryLevel | None:
-    pads = [lvl for lvl in hw.memory[1:] if lvl.kind == "scratchpad" and hw.level_capacity_bytes(lvl)]
-    return max(pads, key=hw.level_capacity_bytes, default=None)
+    """The largest scratchpad; on a part with none (a CPU) the largest cache, which fused kernels tile for."""
+    for kind in ("scratchpad", "cache"):
+        levels = [lvl for lvl in hw.memory[1:] if lvl.kind == kind and hw.level_capacity_bytes(lvl)]
+        if levels:
+            return max(levels, key=hw.level_capacity_bytes)
+    return None
 
 
 def _computing(bound: BoundWorkload) -> list[int]:

@@ -38,6 +38,9 @@ class MemoryLevel(_Strict):
     # Unloaded access latency: with Little's law it bounds what one processor with a given number of bytes in
     # flight can pull (bytes in flight / latency).
     latency_ns: float | None = Field(default=None, gt=0)
+    # Writing into newly allocated memory (each page zeroed by the OS on first touch), which is what unfused
+    # framework kernels do with every output; measured by simlib calibrate on CPUs.
+    fresh_write_bandwidth_bytes_per_s: float | None = Field(default=None, gt=0)
     area_um2_per_byte: float | None = Field(default=None, gt=0)
     energy_pj_per_read: float | None = Field(default=None, ge=0)
     energy_pj_per_write: float | None = Field(default=None, ge=0)
@@ -112,7 +115,7 @@ class FmhaTile(_Strict):
 
 class HardwareSpec(_Strict):
     name: str
-    family: Literal["gpu", "spatial"]
+    family: Literal["gpu", "spatial", "cpu"]
     description: str = ""
     clock_ghz: float = Field(gt=0)
     word_bits: int | None = Field(default=None, gt=0)
@@ -129,8 +132,8 @@ class HardwareSpec(_Strict):
     def _consistent(self):
         if self.memory[0].kind != "dram":
             raise ValueError("memory levels go from the outside in: the first must be kind 'dram'")
-        if self.family == "gpu" and self.processors is None:
-            raise ValueError("a gpu needs 'processors' (the SM count)")
+        if self.family in ("gpu", "cpu") and self.processors is None:
+            raise ValueError(f"a {self.family} needs 'processors' (its SM or core count)")
         words = any(level.capacity_words is not None for level in self.memory)
         if words and self.word_bits is None:
             raise ValueError("capacity_words needs word_bits")

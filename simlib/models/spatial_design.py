@@ -50,7 +50,7 @@ def _load(name_or_path: str, directory: Path, what: str, model: type[BaseModel])
     try:
         return model(**data, source_file=str(path))
     except ValidationError as exc:
-        raise_for_validation(exc, str(path))
+        raise_for_validation(str(path), model, exc)
 
 
 def load_design(name_or_path: str) -> DesignSpec:

@@ -1,5 +1,5 @@
 """Predicted against published forward TFLOP/s of FlashAttention-2 and -3 on H100 (the FlashAttention-3 paper's
-benchmark grid), one row per published bar, with the relative error.
+benchmark grid, kept as a trace in traces/published), one row per published bar, with the relative error.
 
 The published FLOP count is 4 · seq² · head_dim · heads · batch, halved when causal; the prediction uses the
 same count over the model's time, so only the time is compared. Tiles are searched as ``simlib predict
@@ -11,17 +11,19 @@ import pandas as pd
 
 from simlib.hardware.catalog import load_hardware
 from simlib.models.attention_cli import predict_attention
-from simlib.validation.published import read_table
+from simlib.validation.traces import TRACE_DIR, read_trace
 
-DATA = "flash_h100_fp16_forward.csv"
+TRACE = "published/flash-h100-fa3-paper.csv"
 TOTAL_TOKENS = 16384
 HIDDEN = 2048
 
 
 def published_throughput() -> pd.DataFrame:
-    frame = read_table(DATA)
-    return frame.astype({"head_dim": int, "seq": int, "published_tflops": float}).assign(
-        causal=frame["causal"] == "true")
+    """The FlashAttention-3 paper's bars (traces/published): kernel, head_dim, causal, seq, published_tflops."""
+    _, trace = read_trace(TRACE_DIR / TRACE)
+    return pd.DataFrame({"kernel": trace["backend"], "head_dim": trace["head_dim"].astype(int),
+                         "causal": trace["causal"].astype(str).str.lower() == "true", "seq": trace["seq_q"].astype(int),
+                         "published_tflops": trace["published_tflops"].astype(float)})
 
 
 def throughput_table(hardware: str = "h100", dtype: str = "bf16") -> pd.DataFrame:

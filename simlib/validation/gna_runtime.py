@@ -1,20 +1,22 @@
-"""Predicted GNA kernel times against NATTEN's published H100 measurements (1-D, 32768 tokens), one row per
-measurement with the relative error."""
+"""Predicted GNA kernel times against NATTEN's published H100 measurements (1-D, 32768 tokens; a trace in
+traces/published), one row per measurement with the relative error."""
 from __future__ import annotations
 
 import pandas as pd
 
 from simlib.hardware.catalog import load_hardware
 from simlib.models.gna import predict_gna
-from simlib.validation.published import read_table
+from simlib.validation.traces import TRACE_DIR, read_trace
 
-DATA = "gna_h100_1d.csv"
+TRACE = "published/gna-h100-natten.csv"
 TOKENS = 32768
 
 
 def gna_runtime_table(hardware: str = "h100", dtype: str = "bf16") -> pd.DataFrame:
     hw = load_hardware(hardware)
-    table = read_table(DATA).astype({"window": int, "stride": int, "measured_us": float})
+    _, trace = read_trace(TRACE_DIR / TRACE)
+    table = pd.DataFrame({"case": trace["case"], "window": trace["window"].astype(int),
+                          "stride": trace["stride"].astype(int), "measured_us": trace["measured_s"] * 1e6})
     predicted = [predict_gna(hw, shape=(TOKENS,), window=(row.window,), stride=(row.stride,), head_dim=128,
                              dtype=dtype) for row in table.itertuples()]
     table["predicted_us"] = [p["time_s"] * 1e6 for p in predicted]

@@ -97,7 +97,7 @@ def model_from_hf_config(path: str | Path) -> ModelSpec:
     try:
         return ModelSpec(**values)
     except ValidationError as exc:
-        raise_for_validation(exc, str(path))
+        raise_for_validation(str(path), ModelSpec, exc)
 
 
 def load_model(name_or_path: str) -> ModelSpec:
@@ -112,4 +112,4 @@ def load_model(name_or_path: str) -> ModelSpec:
     try:
         return ModelSpec(**data, source_file=str(path))
     except ValidationError as exc:
-        raise_for_validation(exc, str(path))
+        raise_for_validation(str(path), ModelSpec, exc)

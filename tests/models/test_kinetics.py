@@ -195,3 +195,10 @@ def test_tts_figures_are_drawn(tmp_path):
     assert out.returncode == 0, out.stderr
     for stem in ("tts_cost_vs_length_b200", "tts_dense_vs_blocktopk_b200"):
         assert (tmp_path / f"{stem}.png").stat().st_size > 10_000
+
+
+def test_model_yaml_with_an_unknown_field(tmp_path):
+    bad = tmp_path / "model.yaml"
+    bad.write_text("name: m\nhidden: 64\nheads: 2\nhead_dim: 32\nintermediate: 128\nlayers: 2\nwidth: 3\n")
+    out = run("predict", "tts", "--hardware", "b200", "--set", f"model={bad}")
+    assert out.returncode == 2 and "width" in out.stderr and "Traceback" not in out.stderr

@@ -202,3 +202,10 @@ def test_report_figures_are_written(tmp_path):
                  "fusemax_pareto"):
         assert (tmp_path / f"{stem}.png").stat().st_size > 10_000
     assert len((tmp_path / "fusemax_designs.csv").read_text().splitlines()) == 1 + 4 * 6 * 3
+
+
+def test_design_with_an_unknown_field(tmp_path):
+    bad = tmp_path / "design.yaml"
+    bad.write_text((DATA / "tiny_fusemax.yaml").read_text() + "pipelining: deep\n")
+    out = run("predict", "fusemax", "--hardware", str(DATA / "tiny_array.yaml"), "--set", f"design={bad}")
+    assert out.returncode == 2 and "pipelining" in out.stderr and "Traceback" not in out.stderr

@@ -1,5 +1,5 @@
 """Predicted forward TFLOP/s of FlashAttention-2 and -3 on H100 against the FlashAttention-3 paper's Figure 5
-(shipped in simlib/validation/data with its source), within the issue's 20 % per row.
+(kept as a trace in traces/published with its source), within the issue's 20 % per row.
 
 Known gap, kept visible as strict xfails: short sequences (512, and 1k causal for FlashAttention-3) run slower
 than the model says. Each thread block there has only 1-8 K/V tiles, and its prologue (Q and first K/V loads),

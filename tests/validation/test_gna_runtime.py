@@ -1,5 +1,5 @@
 """Predicted GNA kernel times against NATTEN's H100 measurements (reference/gna.md, shipped in
-simlib/validation/data with the source), within the issue's 25 %."""
+traces/published with the source), within the issue's 25 %."""
 import subprocess
 import sys
 

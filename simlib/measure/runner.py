@@ -1,0 +1,184 @@
+"""Timing attention and GEMMs with torch, one trace row per case, written as it is measured.
+
+Each case runs ``warmup`` times, then ``repeats`` times, synchronizing the device around every run (CUDA events
+on a GPU, wall clock on a CPU); the row keeps the median and the 10th and 90th percentiles. Rows are flushed to
+disk one at a time, so a later failure or Ctrl-C leaves every finished measurement in the file.
+"""
+from __future__ import annotations
+
+import csv
+import datetime
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+from simlib.errors import SimlibInputError
+from simlib.measure.grid import MeasureGrid, expand
+
+TRACE_COLUMNS = ("op", "backend", "dtype", "batch", "heads", "seq_q", "seq_kv", "head_dim", "causal", "m", "n", "k",
+                 "measured_s", "p10_s", "p90_s", "repeats", "device", "hardware")
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError:
+        raise SimlibInputError("torch", None, "measuring needs torch: pip install 'simlib[torch]' "
+                                              "(torch==2.13.0)") from None
+    return torch
+
+
+def _dtype(torch, name: str):
+    return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16,
+            "fp8": getattr(torch, "float8_e4m3fn", None)}[name]
+
+
+def _backend(name: str):
+    from torch.nn.attention import SDPBackend
+    return {"math": SDPBackend.MATH, "flash": SDPBackend.FLASH_ATTENTION,
+            "efficient": SDPBackend.EFFICIENT_ATTENTION, "cudnn": SDPBackend.CUDNN_ATTENTION}[name]
+
+
+def device_facts(torch, device: str) -> dict:
+    facts = {"device": device, "torch": torch.__version__, "host_cpu": platform.processor() or platform.machine()}
+    if device == "cuda":
+        props = torch.cuda.get_device_properties(0)
+        facts.update({"device_name": props.name, "sm_count": props.multi_processor_count,
+                      "memory_bytes": props.total_memory})
+    else:
+        facts.update({"device_name": _cpu_name(), "threads": torch.get_num_threads()})
+    return facts
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "cpu"
+
+
+def _make(torch, case: dict, device: str):
+    """The callable a case times, with its inputs allocated once."""
+    dtype = _dtype(torch, case["dtype"])
+    if dtype is None:
+        raise SimlibInputError("grid", "dtype", f"this torch has no {case['dtype']}")
+    if case["op"] == "gemm":
+        a = torch.randn(case["m"], case["k"], device=device).to(dtype)
+        b = torch.randn(case["k"], case["n"], device=device).to(dtype)
+        return lambda: torch.matmul(a, b)
+    shape_q = (case["batch"], case["heads"], case["seq_q"], case["head_dim"])
+    shape_kv = (case["batch"], case["heads"], case["seq_kv"], case["head_dim"])
+    q = torch.randn(shape_q, device=device, dtype=dtype)
+    k = torch.randn(shape_kv, device=device, dtype=dtype)
+    v = torch.randn(shape_kv, device=device, dtype=dtype)
+    causal = bool(case["causal"])
+    if case["op"] == "attention_unfused":
+        scale = case["head_dim"] ** -0.5
+        mask = torch.ones(case["seq_q"], case["seq_kv"], device=device, dtype=torch.bool).tril(
+            case["seq_kv"] - case["seq_q"]) if causal else None
+
+        def unfused():
+            s = torch.matmul(q, k.transpose(-2, -1)) * scale
+            if mask is not None:
+                s = s.masked_fill(~mask, float("-inf"))
+            return torch.matmul(torch.softmax(s, dim=-1), v)
+        return unfused
+    from torch.nn.attention import sdpa_kernel
+    backend = _backend(case["backend"])
+
+    def sdpa():
+        with sdpa_kernel(backend):
+            return torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=causal)
+    return sdpa
+
+
+def _time(torch, fn, device: str, warmup: int, repeats: int) -> np.ndarray:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        if device == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            torch.cuda.synchronize()
+            times.append(start.elapsed_time(end) / 1e3)
+        else:
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+    return np.array(times)
+
+
+def check_backends(torch, cases: list[dict], device: str) -> None:
+    """Every asked SDPA backend must run on this device and dtype: a tiny call each, before measuring."""
+    from torch.nn.attention import sdpa_kernel
+    for backend, dtype in sorted({(c["backend"], c["dtype"]) for c in cases if c["op"] == "sdpa"}):
+        q = torch.randn(1, 1, 16, 64, device=device, dtype=_dtype(torch, dtype))
+        try:
+            with sdpa_kernel(_backend(backend)):
+                torch.nn.functional.scaled_dot_product_attention(q, q, q)
+        except RuntimeError:
+            raise SimlibInputError("grid", "attention.backends", f"SDPA backend '{backend}' is not available on "
+                                                                 f"{device} for {dtype}") from None
+
+
+def measure(grid: MeasureGrid, out: str | Path, hardware: str, profile: bool = False, echo=print) -> int:
+    """Run every case of the grid and write the trace; returns the number of rows written."""
+    torch = _torch()
+    device = grid.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise SimlibInputError(grid.source_file or "grid", "device", "cuda asked, but torch sees no GPU")
+    cases = expand(grid)
+    check_backends(torch, cases, device)
+    facts = device_facts(torch, device)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    written = 0
+    with out.open("w", newline="") as handle:
+        handle.write("# simlib trace: measured with simlib measure\n")
+        handle.write(f"# hardware: {hardware}\n")
+        handle.write(f"# taken: {datetime.date.today().isoformat()}\n")
+        for key, value in facts.items():
+            handle.write(f"# {key}: {value}\n")
+        writer = csv.DictWriter(handle, fieldnames=TRACE_COLUMNS)
+        writer.writeheader()
+        handle.flush()
+        try:
+            for number, case in enumerate(cases, start=1):
+                try:
+                    times = _time(torch, _make(torch, case, device), device, grid.warmup, grid.repeats)
+                except (RuntimeError, TypeError) as exc:
+                    raise SimlibInputError(str(out), case["op"], f"case {number} ({case}) failed: "
+                                                                 f"{str(exc).splitlines()[0]}; the {written} rows "
+                                                                 f"before it are kept") from None
+                writer.writerow({**{c: case.get(c, "") for c in TRACE_COLUMNS}, "measured_s": float(np.median(times)),
+                                 "p10_s": float(np.percentile(times, 10)), "p90_s": float(np.percentile(times, 90)),
+                                 "repeats": grid.repeats, "device": facts["device_name"], "hardware": hardware})
+                handle.flush()
+                written += 1
+                echo(f"[{number}/{len(cases)}] {case['op']} {case['backend']} {case['dtype']}: "
+                     f"{np.median(times) * 1e3:.3f} ms")
+        except KeyboardInterrupt:
+            echo(f"interrupted: {written} rows kept in {out}")
+            raise
+    if profile:
+        _profile(torch, cases, device, out.with_suffix(".trace.json"))
+    return written
+
+
+def _profile(torch, cases: list[dict], device: str, path: Path) -> None:
+    """One run of every case under torch.profiler, exported as a Chrome trace."""
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if device == "cuda":
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    with torch.profiler.profile(activities=activities) as prof:
+        for case in cases:
+            _make(torch, case, device)()
+    prof.export_chrome_trace(str(path))

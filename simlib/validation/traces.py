@@ -1,0 +1,195 @@
+"""Traces: measured timings, one row per (op, shape, backend), from ``simlib measure`` or from published tables
+(``traces/published``), checked against the models.
+
+A trace is a CSV whose ``#`` lines carry metadata (``# hardware: NAME`` names the YAML it was taken on) and whose
+columns include ``op`` and ``measured_s``; the rest depend on the op. Each op has one predictor:
+
+* ``gemm`` (m, n, k, dtype): the ``gemm`` cascade's roofline.
+* ``attention_unfused`` (batch, heads, seq_q, seq_kv, head_dim, dtype): ``attention-3pass``, unfused.
+* ``sdpa``: on a GPU with the attention model's memory levels, the FlashAttention tile model with the kernel a
+  backend runs (math: standard; flash and efficient: flash2; cudnn: flash3 where the part supports it; or a kernel
+  name); elsewhere the cascades (math: 3-pass unfused; flash: 1-pass fused).
+* ``gna`` (shape, window, stride, heads, head_dim): the GNA simulator.
+* ``spatial`` (backend = design, model, seq_q, batch): the spatial-array model on the design's hardware.
+"""
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from simlib.api import predict
+from simlib.catalog_paths import PROJECT_ROOT
+from simlib.errors import SimlibInputError
+from simlib.hardware.catalog import load_hardware
+from simlib.hardware.schema import HardwareSpec
+from simlib.models.attention_cli import KERNELS, predict_attention, supported_kernels
+from simlib.models.gna import predict_gna
+from simlib.models.spatial_cli import run_design
+
+TRACE_DIR = PROJECT_ROOT / "traces"
+REQUIRED = ("op", "measured_s")
+SDPA_BACKENDS = {"math": "standard", "flash": "flash2", "efficient": "flash2", "cudnn": "flash3"}
+
+
+def read_trace(path: str | Path) -> tuple[dict, pd.DataFrame]:
+    """(metadata from the ``# key: value`` lines, rows)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise SimlibInputError(str(path), None, f"cannot read the trace: {exc}") from None
+    meta = {}
+    for line in text.splitlines():
+        if line.startswith("#") and ":" in line:
+            key, value = line[1:].split(":", 1)
+            meta[key.strip()] = value.strip()
+    body = "\n".join(line for line in text.splitlines() if line and not line.startswith("#"))
+    if not body:
+        raise SimlibInputError(str(path), None, "the trace has no rows")
+    table = pd.read_csv(io.StringIO(body))
+    missing = [c for c in REQUIRED if c not in table.columns]
+    if missing:
+        raise SimlibInputError(str(path), missing[0], f"missing column; a trace needs {', '.join(REQUIRED)}")
+    return meta, table
+
+
+def _int(row, name):
+    return int(row[name])
+
+
+def _cascade_attention(row, hw: HardwareSpec, workload: str, execution: str) -> float:
+    """The cascade's roofline; the 1-pass cascade streams K/V in blocks of up to 256 keys that divide seq_kv."""
+    extra = {"block_kv": math.gcd(_int(row, "seq_kv"), 256)} if workload == "attention-1pass" else {}
+    return predict(workload, hw, batch=_int(row, "batch"), heads=_int(row, "heads"), seq_q=_int(row, "seq_q"),
+                   seq_kv=_int(row, "seq_kv"), head_dim=_int(row, "head_dim"), head_dim_v=_int(row, "head_dim"),
+                   dtype=row["dtype"], execution=execution, **extra).time_s
+
+
+def _sdpa(row, hw: HardwareSpec, path) -> float:
+    backend = str(row["backend"])
+    if backend not in SDPA_BACKENDS and backend not in KERNELS:
+        raise SimlibInputError(str(path), "backend", f"unknown backend {backend!r} (expected one of: "
+                                                     f"{', '.join([*SDPA_BACKENDS, *KERNELS])})")
+    if hw.family == "gpu" and hw.level("smem") is not None:
+        kernel = SDPA_BACKENDS.get(backend, backend)
+        if kernel not in supported_kernels(hw):
+            kernel = "flash2"
+        settings = {"batch": _int(row, "batch"), "heads": _int(row, "heads"), "seq_q": _int(row, "seq_q"),
+                    "seq_kv": _int(row, "seq_kv"), "head_dim": _int(row, "head_dim"), "dtype": row["dtype"],
+                    "causal": str(row.get("causal", "false")).lower() == "true", "kernel": kernel}
+        if settings["seq_q"] == 1 and kernel != "standard":
+            settings["kernel"] = "flash2"
+        return predict_attention(hw, settings)["time_s"]
+    if SDPA_BACKENDS.get(backend, backend) == "standard":
+        return _cascade_attention(row, hw, "attention-3pass", "unfused")
+    return _cascade_attention(row, hw, "attention-1pass", "fused")
+
+
+def _gna(row, hw: HardwareSpec, path) -> float:
+    sizes = {k: tuple(int(x) for x in str(row[k]).split("x")) for k in ("shape", "window", "stride")}
+    return predict_gna(hw, **sizes, heads=_int(row, "heads"), head_dim=_int(row, "head_dim"),
+                       dtype=row.get("dtype", "bf16"))["time_s"]
+
+
+def _spatial(row, hw: HardwareSpec, path) -> float:
+    return run_design(str(row["backend"]), {"model": row["model"], "seq_q": _int(row, "seq_q"),
+                                            "seq_kv": _int(row, "seq_kv"), "batch": _int(row, "batch"),
+                                            "dtype": "fp16"})["time_s"]
+
+
+PREDICTORS = {
+    "gemm": lambda row, hw, path: predict("gemm", hw, M=_int(row, "m"), N=_int(row, "n"), K=_int(row, "k"),
+                                          dtype=row["dtype"]).time_s,
+    "attention_unfused": lambda row, hw, path: _cascade_attention(row, hw, "attention-3pass", "unfused"),
+    "sdpa": _sdpa, "gna": _gna, "spatial": _spatial,
+}
+
+
+def validate_trace(path: str | Path, hardware: str | None = None) -> pd.DataFrame:
+    """Every row predicted: the trace's columns plus ``predicted_s`` and ``error`` (predicted / measured - 1)."""
+    meta, table = read_trace(path)
+    unknown = sorted(set(table["op"]) - set(PREDICTORS))
+    if unknown:
+        raise SimlibInputError(str(path), "op", f"unknown op {unknown[0]!r} (expected one of: "
+                                                f"{', '.join(PREDICTORS)})")
+    cache: dict[str, HardwareSpec] = {}
+    predicted = []
+    for _, row in table.iterrows():
+        name = hardware or (row["hardware"] if "hardware" in row and isinstance(row["hardware"], str) else None) \
+            or meta.get("hardware")
+        if name is None:
+            raise SimlibInputError(str(path), "hardware", "no hardware column or '# hardware:' line; give --hardware")
+        if name not in cache:
+            candidate = Path(name)
+            if not candidate.is_absolute() and not candidate.exists() and (Path(path).parent / name).exists():
+                name = str(Path(path).parent / name)
+            cache[name] = load_hardware(name)
+        predicted.append(PREDICTORS[row["op"]](row, cache[name], path))
+    table["predicted_s"] = predicted
+    table["error"] = table["predicted_s"] / table["measured_s"] - 1
+    return table
+
+
+def mape_by_group(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean absolute percentage error per (op, backend), and over all rows."""
+    keys = ["op", "backend"] if "backend" in table.columns else ["op"]
+    groups = table.groupby(keys, dropna=False)["error"].agg(lambda e: float(np.mean(np.abs(e)))).reset_index()
+    groups = groups.rename(columns={"error": "mape"})
+    groups["rows"] = table.groupby(keys, dropna=False).size().values
+    total = pd.DataFrame([{**{k: "all" for k in keys}, "mape": float(np.mean(np.abs(table["error"]))),
+                           "rows": len(table)}])
+    return pd.concat([groups, total], ignore_index=True)
+
+
+def size_of(table: pd.DataFrame) -> np.ndarray:
+    """A size per row for the error-vs-size plot: FLOPs of the op's matmuls where the columns allow it."""
+    size = np.full(len(table), np.nan)
+    cols = set(table.columns)
+    if {"m", "n", "k"} <= cols:
+        size = np.where(table["op"] == "gemm", 2.0 * table["m"] * table["n"] * table["k"], size)
+    if {"batch", "heads", "seq_q", "seq_kv", "head_dim"} <= cols:
+        attn = 4.0 * table["batch"] * table["heads"] * table["seq_q"] * table["seq_kv"] * table["head_dim"]
+        size = np.where(table["op"].isin(["sdpa", "attention_unfused", "spatial"]), attn, size)
+    return size
+
+
+def trace_plots(table: pd.DataFrame, out: str | Path, stem: str) -> list[Path]:
+    """Predicted against measured (log-log, with the y = x line) and error against size, per op."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(5, 5))
+    for op, part in table.groupby("op"):
+        ax.scatter(part["measured_s"], part["predicted_s"], s=12, label=op)
+    low, high = table[["measured_s", "predicted_s"]].min().min(), table[["measured_s", "predicted_s"]].max().max()
+    ax.plot([low, high], [low, high], color="k", linewidth=0.8)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("measured time (s)")
+    ax.set_ylabel("predicted time (s)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    first = folder / f"{stem}_predicted_vs_measured.png"
+    fig.savefig(first, dpi=120)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    sizes = size_of(table)
+    for op in table["op"].unique():
+        mask = (table["op"] == op).to_numpy() & np.isfinite(sizes)
+        if mask.any():
+            ax.scatter(sizes[mask], 100 * table["error"].to_numpy()[mask], s=12, label=op)
+    ax.axhline(0, color="k", linewidth=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel("size (matmul FLOPs)")
+    ax.set_ylabel("prediction error (%)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    second = folder / f"{stem}_error_vs_size.png"
+    fig.savefig(second, dpi=120)
+    plt.close("all")
+    return [first, second]

@@ -1,0 +1,120 @@
+"""Traces: the shipped ones keep their recorded accuracy; a live calibrate -> measure -> validate cycle on this
+machine's CPU (small shapes, seconds) checks the pipeline's arithmetic; bad traces and grids exit 2; partial
+measurements survive a failing shape and Ctrl-C."""
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from simlib.api import predict
+from simlib.measure.grid import expand, load_grid
+from simlib.validation.traces import TRACE_DIR, mape_by_group, read_trace, validate_trace
+
+DATA = Path(__file__).parent.parent / "data" / "traces"
+RECORDED = yaml.safe_load((TRACE_DIR / "accuracy.yaml").read_text())
+
+
+def run(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "simlib.cli.main", *args], capture_output=True, text=True, **kw)
+
+
+@pytest.mark.parametrize("trace", sorted(RECORDED))
+def test_shipped_trace_mape_does_not_get_worse(trace):
+    table = validate_trace(TRACE_DIR / trace)
+    mape = float(np.mean(np.abs(table["error"])))
+    assert mape <= RECORDED[trace] + 5e-5, f"{trace}: MAPE {mape:.4f} > recorded {RECORDED[trace]}"
+
+
+def test_every_shipped_trace_is_recorded_and_names_its_hardware():
+    traces = {str(p.relative_to(TRACE_DIR)) for p in TRACE_DIR.rglob("*.csv")}
+    assert traces == set(RECORDED)
+    for name in traces:
+        meta, table = read_trace(TRACE_DIR / name)
+        assert "hardware" in meta or "hardware" in table.columns
+
+
+def test_grid_expansion_counts():
+    grid = load_grid(DATA / "tiny_grid.yaml")
+    cases = expand(grid)
+    # 2 backends x 1 shape of SDPA, 1 unfused, 2 GEMMs
+    assert [c["op"] for c in cases] == ["sdpa", "sdpa", "attention_unfused", "gemm", "gemm"]
+
+
+def test_live_calibrate_measure_validate_cycle(tmp_path):
+    pytest.importorskip("torch")
+    hw = tmp_path / "host.yaml"
+    assert run("calibrate", "--out", str(hw), "--quick").returncode == 0
+    trace = tmp_path / "trace.csv"
+    out = run("measure", str(DATA / "tiny_grid.yaml"), "--out", str(trace), "--hardware", str(hw))
+    assert out.returncode == 0, out.stderr
+    errors = tmp_path / "errors.csv"
+    out = run("validate", str(trace), "--out", str(errors), "--report", str(tmp_path / "report"))
+    assert out.returncode == 0, out.stderr
+    with errors.open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 5 and {"op", "measured_s", "predicted_s"} <= set(rows[0])
+    for row in rows:        # the pipeline's arithmetic, on whatever this machine measured
+        assert float(row["error"]) == pytest.approx(float(row["predicted_s"]) / float(row["measured_s"]) - 1)
+    gemm = next(r for r in rows if r["op"] == "gemm" and float(r["m"]) == 128)
+    assert float(gemm["predicted_s"]) == pytest.approx(predict("gemm", str(hw), M=128, N=128, K=128,
+                                                               dtype="fp32").time_s)
+    table = validate_trace(trace)
+    summary = mape_by_group(table)
+    assert summary.iloc[-1]["mape"] == pytest.approx(float(np.mean(np.abs(table["error"]))))
+    assert (tmp_path / "report" / "trace_predicted_vs_measured.png").stat().st_size > 5_000
+
+
+@pytest.mark.parametrize("trace, fragment", [("bad_backend.csv", "unknown backend 'turbo'"),
+                                             ("missing_column.csv", "measured_s: missing column")])
+def test_bad_trace(trace, fragment):
+    out = run("validate", str(DATA / trace))
+    assert out.returncode == 2 and "Traceback" not in out.stderr and fragment in out.stderr
+
+
+def test_unavailable_backend_and_bad_grid(tmp_path):
+    pytest.importorskip("torch")
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("device: cpu\nattention: {backends: [efficient], seq: [64]}\n")
+    out = run("measure", str(grid), "--out", str(tmp_path / "t.csv"), "--hardware", "a100")
+    assert out.returncode == 2 and "'efficient' is not available on cpu" in out.stderr
+    grid.write_text("device: cpu\nattention: {backends: [turbo], seq: [64]}\n")
+    out = run("measure", str(grid), "--out", str(tmp_path / "t.csv"), "--hardware", "a100")
+    assert out.returncode == 2 and "backends" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_rows_before_a_failing_shape_are_kept(tmp_path):
+    pytest.importorskip("torch")
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("device: cpu\nrepeats: 1\nwarmup: 0\ngemm: {size: [64, 1000000]}\n")   # 4 TB: cannot allocate
+    trace = tmp_path / "t.csv"
+    out = run("measure", str(grid), "--out", str(trace), "--hardware", "a100")
+    assert out.returncode == 2 and "the 1 rows before it are kept" in out.stderr
+    _, table = read_trace(trace)
+    assert len(table) == 1 and table.loc[0, "m"] == 64
+
+
+def test_ctrl_c_keeps_the_rows_measured(tmp_path):
+    pytest.importorskip("torch")
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("device: cpu\nrepeats: 3\nwarmup: 0\ngemm: {size: [" + ", ".join(["256"] * 3 + ["1024"] * 200)
+                    + "]}\n")
+    trace = tmp_path / "t.csv"
+    proc = subprocess.Popen([sys.executable, "-m", "simlib.cli.main", "measure", str(grid), "--out", str(trace),
+                             "--hardware", "a100"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if trace.exists() and sum(1 for line in trace.read_text().splitlines() if line.startswith("gemm")) >= 3:
+            break
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    _, table = read_trace(trace)
+    assert 3 <= len(table) < 203 and table["measured_s"].notna().all()

@@ -36,16 +36,19 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class AttentionAxes(_Strict):
+class _SdpaAxes(_Strict):
     backends: list[Literal["math", "flash", "efficient", "cudnn"]] = Field(default_factory=lambda: ["math"],
                                                                             min_length=1)
     dtype: list[Literal["fp32", "fp16", "bf16"]] = Field(default_factory=lambda: ["fp32"], min_length=1)
     batch: list[int] = Field(default_factory=lambda: [1], min_length=1)
     heads: list[int] = Field(default_factory=lambda: [4], min_length=1)
+    head_dim: list[int] = Field(default_factory=lambda: [64], min_length=1)
+
+
+class AttentionAxes(_SdpaAxes):
     seq: list[int] | None = None
     seq_q: list[int] | None = None
     seq_kv: list[int] | None = None
-    head_dim: list[int] = Field(default_factory=lambda: [64], min_length=1)
     causal: list[bool] = Field(default_factory=lambda: [False], min_length=1)
 
 
@@ -57,14 +60,8 @@ class GemmAxes(_Strict):
     k: list[int] | None = None
 
 
-class DecodeAxes(_Strict):
-    backends: list[Literal["math", "flash", "efficient", "cudnn"]] = Field(default_factory=lambda: ["math"],
-                                                                            min_length=1)
-    dtype: list[Literal["fp32", "fp16", "bf16"]] = Field(default_factory=lambda: ["fp32"], min_length=1)
-    batch: list[int] = Field(default_factory=lambda: [1], min_length=1)
-    heads: list[int] = Field(default_factory=lambda: [8], min_length=1)
+class DecodeAxes(_SdpaAxes):
     seq_kv: list[int] = Field(min_length=1)
-    head_dim: list[int] = Field(default_factory=lambda: [64], min_length=1)
 
 
 class MeasureGrid(_Strict):

@@ -164,19 +164,22 @@ def trace_plots(table: pd.DataFrame, out: str | Path, stem: str) -> list[Path]:
     import matplotlib.pyplot as plt
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
+    def finish(fig, ax, xlabel, ylabel, name):
+        ax.set_xscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(folder / name, dpi=120)
+        return folder / name
+
     fig, ax = plt.subplots(figsize=(5, 5))
     for op, part in table.groupby("op"):
         ax.scatter(part["measured_s"], part["predicted_s"], s=12, label=op)
     low, high = table[["measured_s", "predicted_s"]].min().min(), table[["measured_s", "predicted_s"]].max().max()
     ax.plot([low, high], [low, high], color="k", linewidth=0.8)
-    ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("measured time (s)")
-    ax.set_ylabel("predicted time (s)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    first = folder / f"{stem}_predicted_vs_measured.png"
-    fig.savefig(first, dpi=120)
+    first = finish(fig, ax, "measured time (s)", "predicted time (s)", f"{stem}_predicted_vs_measured.png")
     fig, ax = plt.subplots(figsize=(6, 4))
     sizes = size_of(table)
     for op in table["op"].unique():
@@ -184,12 +187,6 @@ def trace_plots(table: pd.DataFrame, out: str | Path, stem: str) -> list[Path]:
         if mask.any():
             ax.scatter(sizes[mask], 100 * table["error"].to_numpy()[mask], s=12, label=op)
     ax.axhline(0, color="k", linewidth=0.8)
-    ax.set_xscale("log")
-    ax.set_xlabel("size (matmul FLOPs)")
-    ax.set_ylabel("prediction error (%)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    second = folder / f"{stem}_error_vs_size.png"
-    fig.savefig(second, dpi=120)
+    second = finish(fig, ax, "size (matmul FLOPs)", "prediction error (%)", f"{stem}_error_vs_size.png")
     plt.close("all")
     return [first, second]

@@ -1,7 +1,8 @@
 """Safe evaluation of small arithmetic expressions (rank sizes such as ``seq_kv / block_kv``).
 
-Python's own ``ast`` parses; only numbers, names from the given environment, + - * / // % **, unary minus and
-the functions ceil, floor, min, max are allowed. Works on numpy arrays as well as scalars.
+Python's own ``ast`` parses; only numbers, names from the given environment, + - * / // % **, unary minus,
+comparisons (< <= > >= == !=, chained), ``and`` / ``or`` / ``not`` and the functions ceil, floor, min, max are
+allowed. Works on numpy arrays as well as scalars (comparisons and logic elementwise).
 """
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import numpy as np
 _BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
            ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow}
 _FUNCS = {"ceil": np.ceil, "floor": np.floor, "min": np.minimum, "max": np.maximum}
+_COMPARE = {ast.Lt: np.less, ast.LtE: np.less_equal, ast.Gt: np.greater, ast.GtE: np.greater_equal,
+            ast.Eq: np.equal, ast.NotEq: np.not_equal}
 
 
 class ExpressionError(ValueError):
@@ -49,6 +52,22 @@ def evaluate(node: ast.AST, env: dict):
         for arg in args[1:]:
             result = _FUNCS[node.func.id](result, arg)
         return result
+    if isinstance(node, ast.Compare) and all(type(op) in _COMPARE for op in node.ops):
+        left, result = evaluate(node.left, env), True
+        for op, comparator in zip(node.ops, node.comparators):
+            right = evaluate(comparator, env)
+            result = np.logical_and(result, _COMPARE[type(op)](left, right))
+            left = right
+        return result
+    if isinstance(node, ast.BoolOp):
+        combine = np.logical_and if isinstance(node.op, ast.And) else np.logical_or
+        values = [evaluate(v, env) for v in node.values]
+        result = values[0]
+        for value in values[1:]:
+            result = combine(result, value)
+        return result
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+        return np.logical_not(evaluate(node.operand, env))
     raise ExpressionError(f"unsupported expression '{ast.unparse(node)}'")
 
 

@@ -207,6 +207,24 @@ def frontier(name: str = typer.Argument(..., help="Frontier: 'tts' (cost-accurac
 
 
 @app.command()
+def sweep(spec: str = typer.Argument(..., help="Sweep spec YAML: workload, hardware, axes, fixed, constraints."),
+          out: str = typer.Option(..., "--out", help="Parquet file; finished chunks are kept in OUT.parts."),
+          processes: int = typer.Option(0, "--processes", help="Local worker processes (0: this process)."),
+          scheduler: Optional[str] = typer.Option(None, "--scheduler",
+                                                  help="A Dask scheduler address, or 'local' for a LocalCluster."),
+          quiet: bool = typer.Option(False, "--quiet", help="No progress bar.")):
+    """Evaluate every point of a sweep spec into Parquet (resumable: a re-run skips finished chunks)."""
+    from simlib.sweeps.run import run_sweep
+    with input_errors():
+        try:
+            result = run_sweep(spec, out=out, processes=processes, scheduler=scheduler, progress=not quiet)
+        except KeyboardInterrupt:
+            typer.echo(f"interrupted: finished chunks kept in {out}.parts; run again to resume", err=True)
+            raise typer.Exit(code=130) from None
+    typer.echo(f"wrote {len(result)} rows to {out}")
+
+
+@app.command()
 def search(name: str = typer.Argument(..., help="Search: 'gna' (strides, dilations and tile shapes)."),
            hardware: str = typer.Option(..., "--hardware", "-H", help="Hardware catalog name or YAML path."),
            settings: Optional[List[str]] = typer.Option(None, "--set", help="Parameter as name=value."),

@@ -1,0 +1,126 @@
+"""A sweep spec: a workload, a list of hardware, parameter axes, fixed parameters and constraints.
+
+    workload: attention                 # attention, tts, gna, or a cascade (catalog name or YAML path)
+    hardware: [a100, h100, b200]
+    axes:
+      seq: {logrange: [512, 131072], num: 100}     # integers, log-spaced, duplicates dropped
+      head_dim: [64, 128]                           # a list
+      batch: {range: [1, 9, 4]}                     # start, stop (exclusive), step
+      tiles: {zip: {block_q: [64, 128], block_kv: [64, 128]}}   # zipped: (64, 64), (128, 128)
+    fixed: {heads: 16, dtype: bf16, kernel: flash2, causal: false}
+    constraints: ["block_q * head_dim * 2 <= smem"] # names: axes, fixed, and the hardware's smem, l2, sms
+
+The sweep is the product of the axes per hardware, in that order (the last axis varies fastest).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from simlib.errors import SimlibInputError
+from simlib.expressions import ExpressionError, names_in, parse_expression
+from simlib.schema_errors import raise_for_validation
+from simlib.yaml_loading import load_yaml_file
+
+HARDWARE_NAMES = ("smem", "l2", "sms")      # per-hardware names a constraint may use
+
+
+class SweepSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    workload: str
+    hardware: list[str] = Field(min_length=1)
+    axes: dict[str, Any] = Field(min_length=1)
+    fixed: dict[str, Any] = Field(default_factory=dict)
+    constraints: list[str] = Field(default_factory=list)
+    chunk_size: int = Field(default=10_000, gt=0)
+    source_file: str | None = None
+
+
+def load_spec(spec: str | Path | dict) -> SweepSpec:
+    source = "spec"
+    if not isinstance(spec, dict):
+        source = str(spec)
+        spec = load_yaml_file(Path(spec))
+        if not isinstance(spec, dict):
+            raise SimlibInputError(source, None, "expected a mapping with workload, hardware, axes")
+    try:
+        return SweepSpec(**{"source_file": source, **spec})
+    except ValidationError as exc:
+        raise_for_validation(source, SweepSpec, exc)
+
+
+def axis_values(name: str, value, source: str) -> list[dict]:
+    """The points of one axis, each a {parameter: value} mapping (a zipped axis sets several)."""
+    if isinstance(value, list):
+        points = [{name: v} for v in value]
+    elif isinstance(value, dict) and "logrange" in value:
+        low, high = value["logrange"]
+        grid = np.geomspace(low, high, int(value.get("num", 10)))
+        integer = all(float(x).is_integer() for x in (low, high)) and value.get("integer", True)
+        values = np.unique(np.round(grid).astype(np.int64)) if integer else grid
+        points = [{name: v.item()} for v in values]
+    elif isinstance(value, dict) and "range" in value:
+        points = [{name: v} for v in range(*value["range"])]
+    elif isinstance(value, dict) and "zip" in value:
+        columns = value["zip"]
+        lengths = {len(v) for v in columns.values()}
+        if len(lengths) != 1:
+            raise SimlibInputError(source, f"axes.{name}", "zipped lists must have the same length")
+        points = [dict(zip(columns, row)) for row in zip(*columns.values())]
+    else:
+        raise SimlibInputError(source, f"axes.{name}", "expected a list, {range: [start, stop, step]}, "
+                                                       "{logrange: [low, high], num: n} or {zip: {...}}")
+    if not points:
+        raise SimlibInputError(source, f"axes.{name}", "the axis is empty; expected at least one value")
+    return points
+
+
+def expand_axes(spec: SweepSpec) -> tuple[list[str], list[list[dict]]]:
+    """Axis names and, per axis, its points."""
+    source = spec.source_file or "spec"
+    return list(spec.axes), [axis_values(n, v, source) for n, v in spec.axes.items()]
+
+
+def parameter_names(spec: SweepSpec) -> list[str]:
+    _, axes = expand_axes(spec)
+    names = [k for points in axes for k in points[0]]
+    return names + [k for k in spec.fixed if k not in names]
+
+
+def check_constraints(spec: SweepSpec, known: set[str]) -> list:
+    """Parsed constraints; each may use parameters and the hardware names."""
+    parsed = []
+    for i, text in enumerate(spec.constraints):
+        try:
+            node = parse_expression(text)
+        except ExpressionError as exc:
+            raise SimlibInputError(spec.source_file, f"constraints[{i}]", str(exc)) from None
+        unknown = names_in(node) - known - set(HARDWARE_NAMES)
+        if unknown:
+            raise SimlibInputError(spec.source_file, f"constraints[{i}]",
+                                   f"unknown name '{sorted(unknown)[0]}' (expected a parameter or one of "
+                                   f"{', '.join(HARDWARE_NAMES)})")
+        parsed.append(node)
+    return parsed
+
+
+def point_count(spec: SweepSpec) -> int:
+    _, axes = expand_axes(spec)
+    return len(spec.hardware) * int(np.prod([len(a) for a in axes]))
+
+
+def product_rows(axes: list[list[dict]], start: int, stop: int) -> dict[str, np.ndarray]:
+    """Columns for flat indices [start, stop) of the axes' product (last axis fastest), without building the
+    whole product."""
+    sizes = [len(a) for a in axes]
+    index = np.unravel_index(np.arange(start, stop), sizes)
+    columns: dict[str, np.ndarray] = {}
+    for points, idx in zip(axes, index):
+        for key in points[0]:
+            values = np.array([p[key] for p in points])
+            columns[key] = values[idx]
+    return columns

@@ -1,0 +1,100 @@
+"""Sweeps: axis forms and constraints by hand, outputs equal the model, Dask = in-process byte for byte, an
+interrupted sweep resumes with every point exactly once, bad specs exit 2."""
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import simlib
+from simlib.hardware import load_hardware
+from simlib.models.flash_attention import attention_forward
+from simlib.sweeps.spec import axis_values, load_spec, point_count
+
+SPEC = {"workload": "attention", "hardware": ["a100", "h100"],
+        "axes": {"seq": {"logrange": [512, 8192], "num": 5}, "head_dim": [64, 128],
+                 "tiles": {"zip": {"block_q": [64, 128], "block_kv": [64, 128]}}, "batch": {"range": [1, 9, 4]}},
+        "fixed": {"heads": 16, "dtype": "bf16", "kernel": "flash2", "causal": False}}
+
+
+def test_axis_forms_by_hand():
+    assert [p["seq"] for p in axis_values("seq", {"logrange": [512, 8192], "num": 5}, "s")] == [512, 1024, 2048,
+                                                                                                4096, 8192]
+    assert [p["batch"] for p in axis_values("batch", {"range": [1, 9, 4]}, "s")] == [1, 5]
+    assert axis_values("t", {"zip": {"a": [1, 2], "b": [3, 4]}}, "s") == [{"a": 1, "b": 3}, {"a": 2, "b": 4}]
+    assert point_count(load_spec(SPEC)) == 2 * 5 * 2 * 2 * 2
+
+
+def test_sweep_rows_equal_the_model_and_constraints_filter():
+    frame = simlib.sweep(SPEC)
+    assert len(frame) == 80 and {"hardware", "seq", "head_dim", "block_q", "block_kv", "batch", "time_s"} <= set(frame)
+    row = frame[(frame.hardware == "h100") & (frame.seq == 2048) & (frame.head_dim == 128) & (frame.block_q == 128)
+                & (frame.batch == 5)].iloc[0]
+    direct = attention_forward(load_hardware("h100"), batch=5, heads=16, seq_q=2048, seq_kv=2048, head_dim=128,
+                               dtype="bf16", kernel="flash2", block_q=128, block_kv=128)
+    assert row.time_s == pytest.approx(float(direct["time_s"]), rel=1e-12)
+    # block_q * head_dim * 2 bytes <= 16 KiB keeps (64, 64) and (64, 128) tiles with head_dim 64 and 128 and
+    # (128, 128) only with head_dim 64: 3 of 4 (tile, head_dim) pairs
+    constrained = simlib.sweep({**SPEC, "constraints": ["block_q * head_dim * 2 <= 16384"]})
+    assert len(constrained) == 80 * 3 // 4
+    assert (constrained.block_q * constrained.head_dim * 2 <= 16384).all()
+
+
+def run(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "simlib.cli.main", *args], capture_output=True, text=True, **kw)
+
+
+def _write_spec(tmp_path, spec) -> Path:
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(spec))      # JSON is YAML
+    return path
+
+
+def test_dask_local_cluster_gives_the_same_parquet(tmp_path):
+    pytest.importorskip("distributed")
+    spec = _write_spec(tmp_path, {**SPEC, "chunk_size": 7})
+    assert run("sweep", str(spec), "--out", str(tmp_path / "a.parquet"), "--quiet").returncode == 0
+    out = run("sweep", str(spec), "--out", str(tmp_path / "b.parquet"), "--quiet", "--scheduler", "local")
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "a.parquet").read_bytes() == (tmp_path / "b.parquet").read_bytes()
+
+
+def test_interrupted_sweep_resumes_with_every_point_once(tmp_path):
+    spec_dict = {**SPEC, "axes": {**SPEC["axes"], "seq": {"logrange": [512, 65536], "num": 400}}, "chunk_size": 20,
+                 "workload": "attention"}
+    spec = _write_spec(tmp_path, spec_dict)
+    out = tmp_path / "r.parquet"
+    parts = Path(str(out) + ".parts")
+    proc = subprocess.Popen([sys.executable, "-m", "simlib.cli.main", "sweep", str(spec), "--out", str(out),
+                             "--quiet", "--processes", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and not (parts.exists() and len(list(parts.glob("*.parquet"))) >= 3):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=60)
+    kept = len(list(parts.glob("*.parquet")))
+    assert proc.returncode == 130 and not out.exists() and kept >= 3
+    again = run("sweep", str(spec), "--out", str(out), "--quiet")
+    assert again.returncode == 0, again.stderr
+    result = pd.read_parquet(out)
+    expected = simlib.sweep(spec_dict)
+    assert len(result) == point_count(load_spec(spec_dict)) == len(expected)
+    key = ["hardware", "seq", "head_dim", "block_q", "batch"]
+    assert not result.duplicated(key).any()
+    pd.testing.assert_frame_equal(result, expected)
+
+
+@pytest.mark.parametrize("change, fragment", [
+    ({"axes": {"seq": [512], "wings": [2]}}, "attention has no parameter 'wings'"),
+    ({"axes": {"seq": []}}, "axes.seq: the axis is empty"),
+    ({"constraints": ["block_q * width <= smem"]}, "unknown name 'width'"),
+])
+def test_bad_spec(tmp_path, change, fragment):
+    spec = _write_spec(tmp_path, {**SPEC, **change})
+    out = run("sweep", str(spec), "--out", str(tmp_path / "x.parquet"), "--quiet")
+    assert out.returncode == 2 and "Traceback" not in out.stderr and fragment in out.stderr

@@ -225,6 +225,17 @@ def sweep(spec: str = typer.Argument(..., help="Sweep spec YAML: workload, hardw
 
 
 @app.command()
+def report(source: str = typer.Argument(..., help="A sweep's results (.parquet) or a sweep spec (YAML)."),
+           out: str = typer.Option(..., "--out", help="Folder for index.html and its PNGs."),
+           metric: str = typer.Option("time_s", "--metric", help="The column ranked and plotted.")):
+    """An HTML report of a sweep: rooflines, the best configurations per hardware, sensitivity per axis."""
+    from simlib.report import build_report
+    with input_errors():
+        index = build_report(source, out, metric)
+    typer.echo(f"wrote {index}")
+
+
+@app.command()
 def search(name: str = typer.Argument(..., help="Search: 'gna' (strides, dilations and tile shapes)."),
            hardware: str = typer.Option(..., "--hardware", "-H", help="Hardware catalog name or YAML path."),
            settings: Optional[List[str]] = typer.Option(None, "--set", help="Parameter as name=value."),

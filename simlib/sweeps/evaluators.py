@@ -4,7 +4,8 @@
   call per kernel in the chunk.
 * ``tts``: the Kinetics cost, vectorized, one call per model in the chunk; the intensity defaults to the
   hardware's peak over bandwidth in the ``dtype`` (fp8 unless given).
-* ``gna`` and cascades (any workload YAML): one prediction per point (their parameters are shapes or strings).
+* ``gna``, ``fusemax`` (spatial designs; the hardware list is ignored, each design runs on its own) and cascades
+  (any workload YAML): one prediction per point (their parameters are shapes or names).
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from simlib.models.flash_attention import attention_forward
 from simlib.models.gna_cli import DEFAULTS as GNA_DEFAULTS, predict_gna_cli
 from simlib.models.kinetics import tts_cost
 from simlib.models.kinetics_cli import DEFAULTS as TTS_DEFAULTS, default_intensity, model_shape
+from simlib.models.spatial_cli import DEFAULTS as FUSEMAX_DEFAULTS, predict_fusemax
 from simlib.workload.model_spec import load_model
 from simlib.workload.workload import load_workload
 
@@ -73,13 +75,18 @@ def _tts(hw, params: dict) -> dict:
     return columns
 
 
-def _per_point(fn):
+def _per_point(fn, outputs: tuple[str, ...]):
+    """One prediction per point; ``fn(hw, parameters)`` returns a dict holding ``outputs``."""
     def run(hw, params: dict) -> dict:
         size = len(next(iter(params.values())))
         rows = [fn(hw, {k: (v[i].item() if isinstance(v[i], np.generic) else v[i]) for k, v in params.items()})
                 for i in range(size)]
-        return {"time_s": np.array([r for r in rows], dtype=float)}
+        return {name: np.array([r[name] for r in rows]) for name in outputs}
     return run
+
+
+GNA_OUTPUTS = ("time_s", "speedup", "speedup_bound", "tile_speedup_bound", "fully_block_sparse")
+FUSEMAX_OUTPUTS = ("time_s", "energy_j", "speedup_vs_unfused", "speedup_vs_flat")
 
 
 def evaluator_for(workload: str, source: str | None, check: list[str] | None = None):
@@ -89,11 +96,13 @@ def evaluator_for(workload: str, source: str | None, check: list[str] | None = N
     elif workload == "tts":
         known, fn = set(TTS_DEFAULTS), _tts
     elif workload == "gna":
-        known, fn = set(GNA_DEFAULTS), _per_point(lambda hw, p: predict_gna_cli(hw, p)["time_s"])
+        known, fn = set(GNA_DEFAULTS), _per_point(predict_gna_cli, GNA_OUTPUTS)
+    elif workload == "fusemax":
+        known, fn = set(FUSEMAX_DEFAULTS), _per_point(lambda hw, p: predict_fusemax(None, p), FUSEMAX_OUTPUTS)
     else:
         spec = load_workload(workload)
         known = set(spec.parameter_names) | {"execution"}
-        fn = _per_point(lambda hw, p: predict(spec, hw, **p).time_s)
+        fn = _per_point(lambda hw, p: {"time_s": predict(spec, hw, **p).time_s}, ("time_s",))
     for name in check or []:
         if name not in known:
             raise SimlibInputError(source, f"axes.{name}", f"{workload} has no parameter '{name}' (expected one of: "

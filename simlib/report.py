@@ -1,0 +1,88 @@
+"""``simlib report``: an HTML report of a sweep (a results Parquet file, or a spec that is swept first) — plain
+HTML with PNGs and tables, no server: the roofline per hardware (where the results carry FLOPs and bytes), the
+best configurations per hardware, and the sensitivity of time to each axis (median time against each axis's
+values, the others varying).
+"""
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from simlib.errors import SimlibInputError
+from simlib.hardware.catalog import load_hardware
+from simlib.plot import roofline
+from simlib.sweeps.run import run_sweep
+from simlib.sweeps.spec import load_spec, parameter_names
+
+OUTPUTS = {"time_s", "tflops", "flops", "bytes_dram", "waves", "fits", "bound", "compute_flops", "memory_bytes",
+           "eflops", "attention_share", "speedup", "speedup_bound", "tile_speedup_bound", "fully_block_sparse",
+           "energy_j", "speedup_vs_flat", "speedup_vs_unfused"}
+
+
+def _load(source: str | Path) -> tuple[pd.DataFrame, list[str], str]:
+    path = Path(source)
+    if path.suffix == ".parquet":
+        try:
+            frame = pd.read_parquet(path)
+        except (OSError, ValueError) as exc:
+            raise SimlibInputError(str(path), None, f"cannot read the results: {exc}") from None
+        axes = [c for c in frame.columns if c not in OUTPUTS and c != "hardware" and frame[c].nunique() > 1]
+        return frame, axes, path.stem
+    spec = load_spec(path)
+    frame = run_sweep(spec)
+    axes = [n for n in parameter_names(spec) if n not in spec.fixed]
+    return frame, axes, path.stem
+
+
+def _table_html(frame: pd.DataFrame) -> str:
+    return frame.to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0)
+
+
+def build_report(source: str | Path, out: str | Path, metric: str = "time_s") -> Path:
+    frame, axes, title = _load(source)
+    if metric not in frame.columns:
+        raise SimlibInputError(str(source), metric, f"the results have no '{metric}' column")
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    sections = []
+    if {"flops", "bytes_dram", "time_s"} <= set(frame.columns):
+        for name, part in frame.groupby("hardware"):
+            fig = roofline(load_hardware(name), part, dtype=str(part["dtype"].iloc[0]) if "dtype" in part else "bf16",
+                           label=f"{len(part)} points")
+            fig.savefig(folder / f"roofline_{name}.png", dpi=110)
+            plt.close(fig)
+            sections.append(f"<h3>Roofline: {html.escape(name)}</h3><img src='roofline_{name}.png'>")
+    best = frame.loc[frame.groupby("hardware")[metric].idxmin()] if "hardware" in frame else frame.nsmallest(1, metric)
+    sections.append("<h2>Best configuration per hardware</h2>" + _table_html(best))
+    for axis in axes:
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        numeric = pd.api.types.is_numeric_dtype(frame[axis]) and not pd.api.types.is_bool_dtype(frame[axis])
+        for name, part in frame.groupby("hardware"):
+            curve = part.groupby(axis, sort=numeric)[metric].median()
+            ax.plot(curve.index if numeric else curve.index.astype(str), curve.values, marker="o", label=name)
+        if numeric and frame[axis].min() > 0 and frame[axis].max() / frame[axis].min() > 20:
+            ax.set_xscale("log")
+        if not numeric:
+            ax.tick_params(axis="x", labelrotation=30, labelsize=7)
+        ax.set_yscale("log")
+        ax.set_xlabel(axis)
+        ax.set_ylabel(f"median {metric.replace('_s', ' (s)') if metric.endswith('_s') else metric}")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(folder / f"sensitivity_{axis}.png", dpi=110)
+        plt.close(fig)
+        sections.append(f"<h3>Sensitivity to {html.escape(axis)}</h3><img src='sensitivity_{axis}.png'>")
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            "<style>body{font-family:sans-serif;max-width:1000px;margin:auto} img{max-width:100%} "
+            "table{border-collapse:collapse;font-size:12px} td,th{padding:2px 6px;border-bottom:1px solid #ddd}"
+            f"</style></head><body><h1>{html.escape(title)}</h1><p>{len(frame)} points; metric {metric}.</p>"
+            + "".join(sections) + "</body></html>")
+    index = folder / "index.html"
+    index.write_text(page)
+    return index

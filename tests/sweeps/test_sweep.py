@@ -98,3 +98,11 @@ def test_bad_spec(tmp_path, change, fragment):
     spec = _write_spec(tmp_path, {**SPEC, **change})
     out = run("sweep", str(spec), "--out", str(tmp_path / "x.parquet"), "--quiet")
     assert out.returncode == 2 and "Traceback" not in out.stderr and fragment in out.stderr
+
+
+def test_local_processes_give_the_same_parquet(tmp_path):
+    spec = _write_spec(tmp_path, {**SPEC, "chunk_size": 9})
+    assert run("sweep", str(spec), "--out", str(tmp_path / "a.parquet"), "--quiet").returncode == 0
+    out = run("sweep", str(spec), "--out", str(tmp_path / "b.parquet"), "--quiet", "--processes", "2")
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "a.parquet").read_bytes() == (tmp_path / "b.parquet").read_bytes()

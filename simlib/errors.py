@@ -15,3 +15,7 @@ class SimlibInputError(ValueError):
         self.message = message
         where = ": ".join(part for part in (source, field) if part)
         super().__init__(f"{where}: {message}" if where else message)
+
+    def __reduce__(self):
+        """Picklable, so an error raised in a worker process or on a Dask worker reaches the CLI intact."""
+        return type(self), (self.source, self.field, self.message)

@@ -48,6 +48,8 @@ def build_report(source: str | Path, out: str | Path, metric: str = "time_s") ->
     frame, axes, title = _load(source)
     if metric not in frame.columns:
         raise SimlibInputError(str(source), metric, f"the results have no '{metric}' column")
+    if not pd.api.types.is_numeric_dtype(frame[metric]) or pd.api.types.is_bool_dtype(frame[metric]):
+        raise SimlibInputError(str(source), metric, f"'{metric}' is not a numeric column")
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     sections = []
@@ -55,9 +57,10 @@ def build_report(source: str | Path, out: str | Path, metric: str = "time_s") ->
         for name, part in frame.groupby("hardware"):
             fig = roofline(load_hardware(name), part, dtype=str(part["dtype"].iloc[0]) if "dtype" in part else "bf16",
                            label=f"{len(part)} points")
-            fig.savefig(folder / f"roofline_{name}.png", dpi=110)
+            image = f"roofline_{Path(name).stem}.png"
+            fig.savefig(folder / image, dpi=110)
             plt.close(fig)
-            sections.append(f"<h3>Roofline: {html.escape(name)}</h3><img src='roofline_{name}.png'>")
+            sections.append(f"<h3>Roofline: {html.escape(name)}</h3><img src='{html.escape(image)}'>")
     best = frame.loc[frame.groupby("hardware")[metric].idxmin()] if "hardware" in frame else frame.nsmallest(1, metric)
     sections.append("<h2>Best configuration per hardware</h2>" + _table_html(best))
     for axis in axes:

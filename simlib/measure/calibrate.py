@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import re
+import time
 from pathlib import Path
 
 import numpy as np
@@ -25,18 +26,22 @@ def _median_seconds(torch, fn, device: str, repeats: int) -> float:
     for _ in range(repeats):
         if device == "cuda":
             torch.cuda.synchronize()
-        start = __import__("time").perf_counter()
+        start = time.perf_counter()
         fn()
         if device == "cuda":
             torch.cuda.synchronize()
-        times.append(__import__("time").perf_counter() - start)
+        times.append(time.perf_counter() - start)
     return float(np.median(times))
 
 
 def _cpu_caches() -> list[dict]:
-    """L2 (per core) and the last-level cache from sysfs, as memory levels."""
+    """L2 (per core: shared only by the core's own hardware threads) and the last-level cache from sysfs."""
     levels = {}
     base = Path("/sys/devices/system/cpu/cpu0/cache")
+    try:
+        siblings = Path("/sys/devices/system/cpu/cpu0/topology/thread_siblings_list").read_text().strip()
+    except OSError:
+        siblings = "0"
     for index in sorted(base.glob("index*")) if base.exists() else []:
         try:
             level = int((index / "level").read_text())
@@ -49,7 +54,7 @@ def _cpu_caches() -> list[dict]:
             continue
         number = int(re.match(r"\d+", size).group()) * {"K": 2**10, "M": 2**20}.get(size[-1], 1)
         levels[level] = {"name": f"l{level}", "kind": "cache", "capacity_bytes": number,
-                         **({"per": "processor"} if shared.isdigit() else {})}
+                         **({"per": "processor"} if shared == siblings else {})}
     return [levels[k] for k in sorted(levels)]
 
 

@@ -28,10 +28,6 @@ from simlib.errors import SimlibInputError
 from simlib.schema_errors import raise_for_validation
 from simlib.yaml_loading import load_yaml_file
 
-BACKENDS = ("math", "flash", "efficient", "cudnn")
-DTYPES = ("fp32", "fp16", "bf16", "fp8")
-
-
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -77,10 +73,8 @@ class MeasureGrid(_Strict):
 
 def load_grid(path: str | Path) -> MeasureGrid:
     data = load_yaml_file(Path(path))
-    if not isinstance(data, dict):
-        raise SimlibInputError(str(path), None, "expected a mapping with attention, gemm, decode sections")
     try:
-        grid = MeasureGrid(**data, source_file=str(path))
+        grid = MeasureGrid.model_validate({**data, "source_file": str(path)})
     except ValidationError as exc:
         raise_for_validation(str(path), MeasureGrid, exc)
     for name, axes in (("attention", grid.attention), ("gemm", grid.gemm), ("decode", grid.decode)):
@@ -97,7 +91,7 @@ def _seq_pairs(axes: AttentionAxes) -> list[tuple[int, int]]:
     if axes.seq is not None:
         return [(s, s) for s in axes.seq]
     if axes.seq_q is None or axes.seq_kv is None:
-        raise SimlibInputError("grid", "attention.seq", "give seq, or both seq_q and seq_kv")
+        raise SimlibInputError(None, "attention.seq", "give seq, or both seq_q and seq_kv")
     return list(itertools.product(axes.seq_q, axes.seq_kv))
 
 
@@ -124,7 +118,7 @@ def expand(grid: MeasureGrid) -> list[dict]:
         g = grid.gemm
         sizes = [(s, s, s) for s in g.size] if g.size else list(itertools.product(g.m or [], g.n or [], g.k or []))
         if not sizes:
-            raise SimlibInputError("grid", "gemm.size", "give size, or m, n and k lists")
+            raise SimlibInputError(grid.source_file, "gemm.size", "give size, or m, n and k lists")
         for dtype, (m, n, k) in itertools.product(g.dtype, sizes):
             cases.append({"op": "gemm", "backend": "torch", "dtype": dtype, "m": m, "n": n, "k": k})
     return cases

@@ -199,7 +199,7 @@ def end_to_end_speedup(op_speedup, attention_share, gna_step_fraction=1.0):
 
 def tile_shapes(tokens: int, shape) -> list[tuple[int, ...]]:
     """Power-of-two box tiles of ``tokens`` tokens, no side longer than its dimension's next power of two."""
-    caps = [int(math.log2(1 << (int(n) - 1).bit_length())) for n in shape]
+    caps = [(int(n) - 1).bit_length() for n in shape]
     total = int(math.log2(tokens))
     return [tuple(1 << e for e in exps) for exps in itertools.product(*(range(c + 1) for c in caps))
             if sum(exps) == total]

@@ -17,9 +17,9 @@ batch).
               compute = n·[2Pg + 4S·H·dL], memory = n·4S·Hkv·dL.
 * duo:        a fraction f of the heads (and KV heads) keep dense attention, the rest a window w.
 
-The top-k and block top-k S are the reference's continuum forms of Σ_t min(c + t, B): they hold once the
-generation passes the budget (g ≥ B − c); for shorter generations with B > c the block top-k S can even go
-negative, so use ``window`` (the exact sum) there. Every function is numpy-vectorized: any argument may be an
+The top-k and block top-k S are as the reference states them: block top-k's B·g − ½·max(0, B − c)² is the
+continuum of Σ_t min(c + t, B) (valid once g ≥ B − c; for shorter generations with B > c it can even go negative),
+top-k's "+" is the reference's own choice, an overestimate of that sum; ``window`` computes the exact sum. Every function is numpy-vectorized: any argument may be an
 array and they broadcast.
 """
 from __future__ import annotations

@@ -205,7 +205,7 @@ def predict_design(design: DesignSpec, workload: Workload, hw: HardwareSpec, *, 
         scores = seq_q * seq_kv
         if design.execution == "row_fused":
             r_rows = min(max(2 ** int(math.log2(max(buffer_words // seq_kv, 1))), p0), seq_q)
-            spill = 1 - min(1.0, (buffer_words - RESERVED_TILES * m0 * p0) / (r_rows * seq_kv))
+            spill = min(1.0, max(0.0, 1 - (buffer_words - RESERVED_TILES * m0 * p0) / (r_rows * seq_kv)))
             accesses = _spill_accesses(workload, placed, design)
             on_chip = (math.ceil(seq_kv / m0) * seq_q * head_dim + math.ceil(seq_q / p0) * seq_kv
                        * (head_dim + head_dim_v) + seq_q * head_dim_v + spill * accesses * scores)

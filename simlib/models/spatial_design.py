@@ -45,10 +45,8 @@ class DesignSpec(_Strict):
 def _load(name_or_path: str, directory: Path, what: str, model: type[BaseModel]):
     path = resolve(name_or_path, directory, what)
     data = load_yaml_file(path)
-    if not isinstance(data, dict):
-        raise SimlibInputError(str(path), None, f"expected a mapping of {what} fields")
     try:
-        return model(**data, source_file=str(path))
+        return model.model_validate({**data, "source_file": str(path)})
     except ValidationError as exc:
         raise_for_validation(str(path), model, exc)
 
@@ -61,6 +59,10 @@ def check_binding(design: DesignSpec, workload: Workload, hw: HardwareSpec) -> d
     """Einsum → array, after checking that every bound Einsum exists, every array exists, every computing
     Einsum is bound once, and the bound array can run each of its operations (directly or decomposed)."""
     source = design.source_file or design.name
+    if set(design.tile) != {"M0", "P0"}:
+        raise SimlibInputError(source, "tile", "expected both M0 and P0 (the tile that fills the 2D array)")
+    if design.execution == "row_fused" and len(design.binding) < 2:
+        raise SimlibInputError(source, "binding", "a row_fused design needs a 2D array and a softmax array")
     computing = {e.output.name for e in workload.cascade.einsums if e.kind not in ("view", "init")}
     placed: dict[str, str] = {}
     for array, names in design.binding.items():

@@ -10,14 +10,16 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from simlib.api import predict
 from simlib.errors import SimlibInputError
-from simlib.models.attention_cli import DEFAULTS as ATTENTION_DEFAULTS
+from simlib.models.attention_cli import DEFAULTS as ATTENTION_DEFAULTS, REQUIRED_FEATURES, supported_kernels
+from simlib.models.attention_cli import _parameters as attention_parameters
 from simlib.models.flash_attention import attention_forward
 from simlib.models.gna_cli import DEFAULTS as GNA_DEFAULTS, predict_gna_cli
 from simlib.models.kinetics import tts_cost
-from simlib.models.kinetics_cli import DEFAULTS as TTS_DEFAULTS, default_intensity, model_shape
+from simlib.models.kinetics_cli import DEFAULTS as TTS_DEFAULTS, NEEDS, default_intensity, model_shape, tts_parameters
 from simlib.models.spatial_cli import DEFAULTS as FUSEMAX_DEFAULTS, predict_fusemax
 from simlib.workload.model_spec import load_model
 from simlib.workload.workload import load_workload
@@ -25,53 +27,71 @@ from simlib.workload.workload import load_workload
 ATTENTION_PARAMETERS = set(ATTENTION_DEFAULTS) | {"seq"}
 
 
+def _groups(params: dict, keys: tuple[str, ...]):
+    """(first row's parameters as Python values, row mask) per distinct combination of ``keys``."""
+    frame = pd.DataFrame({k: pd.Series(params[k]).astype(str) for k in keys})
+    for _, rows in frame.groupby(list(keys), sort=False, dropna=False).indices.items():
+        mask = np.zeros(len(frame), dtype=bool)
+        mask[rows] = True
+        first = {k: (v[rows[0]].item() if isinstance(v[rows[0]], np.generic) else v[rows[0]])
+                 for k, v in params.items()}
+        yield first, mask
+
+
+ATTENTION_OUTPUTS = ("time_s", "tflops", "flops", "bytes_dram", "waves", "fits", "bound")
+ATTENTION_GROUPS = ("kernel", "dtype", "backward", "dropout", "efficiency")
+
+
 def _attention(hw, params: dict) -> dict:
+    """One attention_forward call per (kernel, dtype, backward, dropout, efficiency); each combination is
+    checked the way ``simlib predict attention`` checks its settings."""
     size = len(next(iter(params.values())))
-    p = {k: params.get(k, np.full(size, ATTENTION_DEFAULTS.get(k), dtype=object)) for k in ATTENTION_DEFAULTS}
+    p = {k: params.get(k, np.full(size, ATTENTION_DEFAULTS[k], dtype=object)) for k in ATTENTION_DEFAULTS}
     if "seq" in params:
         p["seq_q"] = p["seq_kv"] = params["seq"]
-    for name in ("block_q", "block_kv"):
-        if p[name][0] is None:
-            p[name] = np.full(size, 128)
-    if p["head_dim_v"][0] is None:
-        p["head_dim_v"] = p["head_dim"]
-    dtype = str(p["dtype"][0])
-    columns = {k: np.empty(size) for k in ("time_s", "tflops", "flops", "bytes_dram", "waves")}
-    columns["fits"] = np.empty(size, dtype=bool)
-    columns["bound"] = np.empty(size, dtype=object)
-    for kernel in np.unique(p["kernel"].astype(str)):
-        mask = p["kernel"].astype(str) == kernel
-        r = attention_forward(hw, batch=p["batch"][mask].astype(np.int64), heads=p["heads"][mask].astype(np.int64),
-                              seq_q=p["seq_q"][mask].astype(np.int64), seq_kv=p["seq_kv"][mask].astype(np.int64),
-                              head_dim=p["head_dim"][mask].astype(np.int64),
-                              head_dim_v=p["head_dim_v"][mask].astype(np.int64), dtype=dtype,
-                              causal=p["causal"][mask].astype(bool), kernel=kernel,
-                              block_q=p["block_q"][mask].astype(np.int64), block_kv=p["block_kv"][mask].astype(np.int64),
-                              backward=bool(p["backward"][0]), dropout=bool(p["dropout"][0]))
-        for key, out in (("time_s", "time_s"), ("tflops", "tflops"), ("flops", "flops"), ("bytes_dram", "bytes_dram"),
-                         ("waves", "waves"), ("fits", "fits"), ("bound", "bound")):
-            columns[key][mask] = np.broadcast_to(r[out], (int(mask.sum()),))
+    columns = {k: np.empty(size, dtype=object if k == "bound" else bool if k == "fits" else float)
+               for k in ATTENTION_OUTPUTS}
+    for first, mask in _groups(p, ATTENTION_GROUPS):
+        settings = _check_attention(hw, {k: v for k, v in first.items() if v is not None})
+        ints = {k: p[k][mask].astype(np.int64) for k in ("batch", "heads", "seq_q", "seq_kv", "head_dim")}
+        dv = p["head_dim_v"][mask] if first["head_dim_v"] is not None else ints["head_dim"]
+        tiles = {k: p[k][mask].astype(np.int64) if first[k] is not None else np.full(int(mask.sum()), 128)
+                 for k in ("block_q", "block_kv")}
+        r = attention_forward(hw, **ints, head_dim_v=np.asarray(dv).astype(np.int64), dtype=settings["dtype"],
+                              causal=p["causal"][mask].astype(bool), kernel=settings["kernel"],
+                              efficiency=settings["efficiency"], backward=settings["backward"],
+                              dropout=settings["dropout"], **tiles)
+        for key in ATTENTION_OUTPUTS:
+            columns[key][mask] = np.broadcast_to(r[key], (int(mask.sum()),))
     return columns
 
 
+def _check_attention(hw, first: dict) -> dict:
+    settings = attention_parameters({k: v for k, v in first.items() if k != "seq"})
+    if settings["kernel"] not in supported_kernels(hw):
+        raise SimlibInputError("sweep", "kernel", f"{settings['kernel']} does not run on {hw.name} (it needs "
+                                                  f"'{REQUIRED_FEATURES.get(settings['kernel'], '')}')")
+    return settings
+
+
+TTS_OUTPUTS = ("compute_flops", "memory_bytes", "eflops", "attention_share")
+
+
 def _tts(hw, params: dict) -> dict:
+    """One Kinetics call per (model, attention, dtype), each checked as ``simlib predict tts`` checks it."""
     size = len(next(iter(params.values())))
-    p = {k: params.get(k, np.full(size, TTS_DEFAULTS.get(k), dtype=object)) for k in TTS_DEFAULTS}
-    intensity = p["intensity"] if p["intensity"][0] is not None else \
-        np.full(size, default_intensity(hw, str(p["dtype"][0])))
-    columns = {k: np.empty(size) for k in ("compute_flops", "memory_bytes", "eflops", "attention_share")}
-    for model in np.unique(p["model"].astype(str)):
-        for attention in np.unique(p["attention"].astype(str)):
-            mask = (p["model"].astype(str) == model) & (p["attention"].astype(str) == attention)
-            if not mask.any():
-                continue
-            sparse = {k: p[k][mask].astype(float) for k in ("budget", "block_size", "block_topk", "local", "window",
-                                                             "full_fraction") if p[k][0] is not None}
-            r = tts_cost(**model_shape(load_model(model)), prompt_len=p["prompt_len"][mask].astype(float),
-                         gen_len=p["gen_len"][mask].astype(float), samples=p["samples"][mask].astype(float),
-                         intensity=intensity[mask].astype(float), attention=attention, **sparse)
-            for key in columns:
-                columns[key][mask] = r[key]
+    p = {k: params.get(k, np.full(size, TTS_DEFAULTS[k], dtype=object)) for k in TTS_DEFAULTS}
+    columns = {k: np.empty(size) for k in TTS_OUTPUTS}
+    for first, mask in _groups(p, ("model", "attention", "dtype")):
+        settings = tts_parameters({k: v for k, v in first.items() if v is not None})
+        intensity = p["intensity"][mask].astype(float) if first["intensity"] is not None else \
+            default_intensity(hw, settings["dtype"])
+        sparse = {k: p[k][mask].astype(float) for k in NEEDS[settings["attention"]]}
+        r = tts_cost(**model_shape(load_model(settings["model"])), prompt_len=p["prompt_len"][mask].astype(float),
+                     gen_len=p["gen_len"][mask].astype(float), samples=p["samples"][mask].astype(float),
+                     intensity=intensity, attention=settings["attention"], **sparse)
+        for key in columns:
+            columns[key][mask] = r[key]
     return columns
 
 

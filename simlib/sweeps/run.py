@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import math
 import shutil
-from concurrent.futures import ProcessPoolExecutor
+import hashlib
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +45,7 @@ def chunk_plan(spec: SweepSpec) -> list[tuple[int, int, int, int]]:
 
 def evaluate_chunk(spec: SweepSpec, hw_index: int, start: int, stop: int) -> pd.DataFrame:
     """One chunk: its parameter columns, the constraint filter, the model's outputs."""
-    names, axes = expand_axes(spec)
+    _, axes = expand_axes(spec)
     hw = load_hardware(spec.hardware[hw_index])
     columns = product_rows(axes, start, stop)
     size = stop - start
@@ -59,6 +60,16 @@ def evaluate_chunk(spec: SweepSpec, hw_index: int, start: int, stop: int) -> pd.
     frame = pd.DataFrame({"hardware": np.full(int(keep.sum()), spec.hardware[hw_index], dtype=object),
                           **{k: params[k] for k in parameter_names(spec)}, **outputs})
     return frame
+
+
+def _claim_parts(parts: Path, spec: SweepSpec) -> None:
+    """The parts folder belongs to one spec: its hash is kept there, and parts of another spec are an error."""
+    digest = hashlib.sha256(spec.model_dump_json(exclude={"source_file"}).encode()).hexdigest()
+    stamp = parts / "spec.sha256"
+    if parts.exists() and stamp.exists() and stamp.read_text() != digest:
+        raise SimlibInputError(str(parts), None, "holds chunks of a different spec; remove it or use another --out")
+    parts.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(digest)
 
 
 def _part_path(parts: Path, hw_index: int, chunk: int) -> Path:
@@ -80,7 +91,7 @@ def run_sweep(spec: SweepSpec | str | Path | dict, out: str | Path | None = None
     plan = chunk_plan(spec)
     parts = Path(str(out) + ".parts") if out else None
     if parts:
-        parts.mkdir(parents=True, exist_ok=True)
+        _claim_parts(parts, spec)
     todo = [p for p in plan if not (parts and _part_path(parts, p[0], p[1]).exists())]
     frames: dict[tuple[int, int], pd.DataFrame] = {}
     total = point_count(spec)
@@ -97,8 +108,9 @@ def run_sweep(spec: SweepSpec | str | Path | dict, out: str | Path | None = None
             _run_dask(spec, todo, scheduler, finish, advance)
         elif processes > 1:
             with ProcessPoolExecutor(max_workers=processes) as pool:
-                futures = {item: pool.submit(evaluate_chunk, spec, item[0], item[2], item[3]) for item in todo}
-                for item, future in futures.items():
+                futures = {pool.submit(evaluate_chunk, spec, item[0], item[2], item[3]): item for item in todo}
+                for future in as_completed(futures):
+                    item = futures[future]
                     finish(item, future.result())
                     advance(item[3] - item[2])
         else:

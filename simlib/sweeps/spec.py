@@ -21,7 +21,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from simlib.errors import SimlibInputError
-from simlib.expressions import ExpressionError, names_in, parse_expression
+from simlib.expressions import ExpressionError, evaluate, names_in, parse_expression
 from simlib.schema_errors import raise_for_validation
 from simlib.yaml_loading import load_yaml_file
 
@@ -45,20 +45,35 @@ def load_spec(spec: str | Path | dict) -> SweepSpec:
     if not isinstance(spec, dict):
         source = str(spec)
         spec = load_yaml_file(Path(spec))
-        if not isinstance(spec, dict):
-            raise SimlibInputError(source, None, "expected a mapping with workload, hardware, axes")
     try:
-        return SweepSpec(**{"source_file": source, **spec})
+        loaded = SweepSpec.model_validate({**spec, "source_file": source})
     except ValidationError as exc:
         raise_for_validation(source, SweepSpec, exc)
+    for name, value in loaded.fixed.items():
+        if isinstance(value, (list, dict)):
+            raise SimlibInputError(source, f"fixed.{name}", "expected one value; put lists under axes")
+    return loaded
 
 
 def axis_values(name: str, value, source: str) -> list[dict]:
     """The points of one axis, each a {parameter: value} mapping (a zipped axis sets several)."""
+    try:
+        return _axis_values(name, value, source)
+    except (TypeError, ValueError, AttributeError) as exc:
+        if isinstance(exc, SimlibInputError):
+            raise
+        raise SimlibInputError(source, f"axes.{name}", "expected a list, {range: [start, stop, step]}, "
+                                                       "{logrange: [low, high], num: n} with 0 < low < high, or "
+                                                       "{zip: {name: [values], ...}}") from None
+
+
+def _axis_values(name: str, value, source: str) -> list[dict]:
     if isinstance(value, list):
         points = [{name: v} for v in value]
     elif isinstance(value, dict) and "logrange" in value:
         low, high = value["logrange"]
+        if not 0 < low < high:
+            raise ValueError("logrange needs 0 < low < high")
         grid = np.geomspace(low, high, int(value.get("num", 10)))
         integer = all(float(x).is_integer() for x in (low, high)) and value.get("integer", True)
         values = np.unique(np.round(grid).astype(np.int64)) if integer else grid
@@ -104,6 +119,10 @@ def check_constraints(spec: SweepSpec, known: set[str]) -> list:
             raise SimlibInputError(spec.source_file, f"constraints[{i}]",
                                    f"unknown name '{sorted(unknown)[0]}' (expected a parameter or one of "
                                    f"{', '.join(HARDWARE_NAMES)})")
+        try:
+            evaluate(node, {name: 1.0 for name in known | set(HARDWARE_NAMES)})
+        except (ExpressionError, TypeError) as exc:
+            raise SimlibInputError(spec.source_file, f"constraints[{i}]", str(exc)) from None
         parsed.append(node)
     return parsed
 

@@ -50,7 +50,10 @@ def read_trace(path: str | Path) -> tuple[dict, pd.DataFrame]:
     body = "\n".join(line for line in text.splitlines() if line and not line.startswith("#"))
     if not body:
         raise SimlibInputError(str(path), None, "the trace has no rows")
-    table = pd.read_csv(io.StringIO(body))
+    try:
+        table = pd.read_csv(io.StringIO(body))
+    except pd.errors.ParserError as exc:
+        raise SimlibInputError(str(path), None, f"not a CSV table: {str(exc).splitlines()[0]}") from None
     missing = [c for c in REQUIRED if c not in table.columns]
     if missing:
         raise SimlibInputError(str(path), missing[0], f"missing column; a trace needs {', '.join(REQUIRED)}")
@@ -118,17 +121,20 @@ def validate_trace(path: str | Path, hardware: str | None = None) -> pd.DataFram
                                                 f"{', '.join(PREDICTORS)})")
     cache: dict[str, HardwareSpec] = {}
     predicted = []
-    for _, row in table.iterrows():
+    for number, (_, row) in enumerate(table.iterrows(), start=1):
         name = hardware or (row["hardware"] if "hardware" in row and isinstance(row["hardware"], str) else None) \
             or meta.get("hardware")
         if name is None:
             raise SimlibInputError(str(path), "hardware", "no hardware column or '# hardware:' line; give --hardware")
         if name not in cache:
-            candidate = Path(name)
-            if not candidate.is_absolute() and not candidate.exists() and (Path(path).parent / name).exists():
-                name = str(Path(path).parent / name)
-            cache[name] = load_hardware(name)
-        predicted.append(PREDICTORS[row["op"]](row, cache[name], path))
+            beside = Path(path).parent / name
+            cache[name] = load_hardware(str(beside) if not Path(name).exists() and beside.exists() else name)
+        try:
+            predicted.append(PREDICTORS[row["op"]](row, cache[name], path))
+        except (KeyError, ValueError, TypeError) as exc:
+            if isinstance(exc, SimlibInputError):
+                raise
+            raise SimlibInputError(str(path), f"row {number}", f"{row['op']} needs a value here: {exc}") from None
     table["predicted_s"] = predicted
     table["error"] = table["predicted_s"] / table["measured_s"] - 1
     return table

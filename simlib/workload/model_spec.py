@@ -107,9 +107,7 @@ def load_model(name_or_path: str) -> ModelSpec:
         return model_from_hf_config(text)
     path = resolve(text, MODEL_DIR, "model")
     data = load_yaml_file(path)
-    if not isinstance(data, dict):
-        raise SimlibInputError(str(path), None, "expected a mapping of model fields")
     try:
-        return ModelSpec(**data, source_file=str(path))
+        return ModelSpec.model_validate({**data, "source_file": str(path)})
     except ValidationError as exc:
         raise_for_validation(str(path), ModelSpec, exc)

@@ -72,7 +72,8 @@ def test_live_calibrate_measure_validate_cycle(tmp_path):
 
 
 @pytest.mark.parametrize("trace, fragment", [("bad_backend.csv", "unknown backend 'turbo'"),
-                                             ("missing_column.csv", "measured_s: missing column")])
+                                             ("missing_column.csv", "measured_s: missing column"),
+                                             ("missing_shape.csv", "row 1: gemm needs a value here")])
 def test_bad_trace(trace, fragment):
     out = run("validate", str(DATA / trace))
     assert out.returncode == 2 and "Traceback" not in out.stderr and fragment in out.stderr

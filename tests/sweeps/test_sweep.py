@@ -106,3 +106,36 @@ def test_local_processes_give_the_same_parquet(tmp_path):
     out = run("sweep", str(spec), "--out", str(tmp_path / "b.parquet"), "--quiet", "--processes", "2")
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "a.parquet").read_bytes() == (tmp_path / "b.parquet").read_bytes()
+
+
+def test_every_varied_setting_reaches_the_model():
+    spec = {"workload": "attention", "hardware": ["h100"], "axes": {"dtype": ["bf16", "fp8"], "backward": [False, True]},
+            "fixed": {"seq": 4096, "heads": 16, "head_dim": 128, "batch": 1, "kernel": "flash2"}}
+    frame = simlib.sweep(spec).set_index(["dtype", "backward"])["time_s"]
+    for dtype in ("bf16", "fp8"):
+        for backward in (False, True):
+            direct = attention_forward(load_hardware("h100"), batch=1, heads=16, seq_q=4096, seq_kv=4096,
+                                       head_dim=128, dtype=dtype, kernel="flash2", block_q=128, block_kv=128,
+                                       backward=backward)["time_s"]
+            assert frame[(dtype, backward)] == pytest.approx(float(direct))
+
+
+@pytest.mark.parametrize("change, args, fragment", [
+    ({"axes": {"seq": {"logrange": [0, 512]}}}, [], "0 < low < high"),
+    ({"constraints": ["kernel == 'flash2'"]}, [], "constraints[0]"),
+    ({"hardware": ["a100"], "fixed": {**SPEC["fixed"], "kernel": "flash3"}}, ["--processes", "2"],
+     "flash3 does not run on a100"),
+])
+def test_bad_spec_reported_from_any_backend(tmp_path, change, args, fragment):
+    spec = _write_spec(tmp_path, {**SPEC, **change})
+    out = run("sweep", str(spec), "--out", str(tmp_path / "x.parquet"), "--quiet", *args)
+    assert out.returncode == 2 and "Traceback" not in out.stderr and fragment in out.stderr
+
+
+def test_parts_of_another_spec_are_refused(tmp_path):
+    first = _write_spec(tmp_path, {**SPEC, "chunk_size": 5})
+    parts = Path(str(tmp_path / "x.parquet") + ".parts")
+    parts.mkdir()
+    (parts / "spec.sha256").write_text("0" * 64)
+    out = run("sweep", str(first), "--out", str(tmp_path / "x.parquet"), "--quiet")
+    assert out.returncode == 2 and "holds chunks of a different spec" in out.stderr

@@ -119,3 +119,8 @@ def test_ctrl_c_keeps_the_rows_measured(tmp_path):
     assert proc.returncode == 130, stderr
     _, table = read_trace(trace)
     assert 3 <= len(table) < 203 and table["measured_s"].notna().all()
+
+
+def test_prepared_gpu_grid_is_valid():
+    # 2 backends x 7 lengths x 2 head dims x 2 causal, 2 decode backends x 2 batches x 3 lengths, 5 GEMMs
+    assert len(expand(load_grid(TRACE_DIR / "gpu" / "h200-grid.yaml"))) == 56 + 12 + 5

@@ -17,12 +17,11 @@ import pandas as pd
 from simlib.errors import SimlibInputError
 from simlib.hardware.catalog import load_hardware
 from simlib.plot import roofline
+from simlib.sweeps.evaluators import OUTPUT_COLUMNS
 from simlib.sweeps.run import run_sweep
 from simlib.sweeps.spec import load_spec, parameter_names
 
-OUTPUTS = {"time_s", "tflops", "flops", "bytes_dram", "waves", "fits", "bound", "compute_flops", "memory_bytes",
-           "eflops", "attention_share", "speedup", "speedup_bound", "tile_speedup_bound", "fully_block_sparse",
-           "energy_j", "speedup_vs_flat", "speedup_vs_unfused"}
+OUTPUTS = set(OUTPUT_COLUMNS)
 
 
 def _load(source: str | Path) -> tuple[pd.DataFrame, list[str], str]:

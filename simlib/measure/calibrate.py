@@ -11,27 +11,17 @@ from __future__ import annotations
 
 import datetime
 import re
-import time
 from pathlib import Path
 
 import numpy as np
 import yaml
 
-from simlib.measure.runner import _cpu_name, _dtype, _torch
+from simlib.measure.runner import _cpu_name, _dtype, _time, _torch
 
 
 def _median_seconds(torch, fn, device: str, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+    """Median of ``repeats`` synchronized runs after one warm-up (the measure runner's timing)."""
+    return float(np.median(_time(torch, fn, device, 1, repeats)))
 
 
 def _cpu_caches() -> list[dict]:

@@ -256,6 +256,7 @@ def search_gna(hw: HardwareSpec, *, shape, window, causal=None, q_tiles=None, kv
                           float(speedup[index][j]), float(time_s[index][j]), float(bound[j]), float(flop_bound[j])))
     table = pd.DataFrame(found, columns=["stride", "dilation", "q_tile", "kv_tile", "fully_block_sparse", "speedup",
                                          "time_s", "tile_speedup_bound", "speedup_bound"])
-    table["_rank"] = [(-row.speedup, math.prod(map(int, row.dilation.split("x"))),
-                       math.prod(map(int, row.stride.split("x")))) for row in table.itertuples()]
-    return table.sort_values("_rank").drop(columns="_rank").head(top).reset_index(drop=True)
+    keys = {f"_{c}": table[c].map(lambda text: math.prod(map(int, text.split("x")))) for c in ("dilation", "stride")}
+    ranked = table.assign(**keys).sort_values(["speedup", "_dilation", "_stride"], ascending=[False, True, True],
+                                              kind="stable")
+    return ranked.drop(columns=list(keys)).head(top).reset_index(drop=True)

@@ -107,6 +107,7 @@ def _per_point(fn, outputs: tuple[str, ...]):
 
 GNA_OUTPUTS = ("time_s", "speedup", "speedup_bound", "tile_speedup_bound", "fully_block_sparse")
 FUSEMAX_OUTPUTS = ("time_s", "energy_j", "speedup_vs_unfused", "speedup_vs_flat")
+OUTPUT_COLUMNS = (*ATTENTION_OUTPUTS, *TTS_OUTPUTS, *GNA_OUTPUTS, *FUSEMAX_OUTPUTS)   # everything a sweep adds
 
 
 def evaluator_for(workload: str, source: str | None, check: list[str] | None = None):

@@ -274,7 +274,8 @@ def validate(name: str = typer.Argument(..., help="A trace file (CSV), 'all' (ev
     from simlib.validation.attention_throughput import throughput_table
     from simlib.validation.fusemax_rows import fusemax_table
     from simlib.validation.gna_runtime import gna_runtime_table
-    from simlib.validation.traces import TRACE_DIR, mape_by_group, trace_plots, validate_trace
+    from simlib.validation.traces import (TRACE_DIR, compute_bound_half, mape_by_group, trace_plots,
+                                          validate_trace)
     tables = {"attention": throughput_table, "gna": gna_runtime_table, "fusemax": fusemax_table}
     with input_errors():
         if name == "all":
@@ -309,6 +310,11 @@ def validate(name: str = typer.Argument(..., help="A trace file (CSV), 'all' (ev
         summary = __import__("pandas").concat(
             [mape_by_group(table[table["trace"] == p.stem]).assign(trace=p.stem) for p in paths], ignore_index=True)
         print_tables([frame_table("MAPE per op and backend", summary[["trace", *summary.columns[:-1]]])])
+        heavy = compute_bound_half(table)
+        if heavy.any():
+            errors = table["error"].abs()[heavy]
+            typer.echo(f"compute-bound half (GEMM and attention rows of highest arithmetic intensity per op and "
+                       f"backend): {int((errors <= 0.3).sum())} of {len(errors)} within 30%, MAPE {errors.mean():.1%}")
     else:
         print_tables([frame_table(f"{name}: predicted vs published", table)])
     within = int((table["error"].abs() <= tolerance).sum())
@@ -319,16 +325,22 @@ def validate(name: str = typer.Argument(..., help="A trace file (CSV), 'all' (ev
 @app.command()
 def measure(grid: str = typer.Argument(..., help="Grid YAML: attention, unfused, gemm, decode sections."),
             out: str = typer.Option(..., "--out", help="Trace CSV to write (rows are written as measured)."),
-            hardware: str = typer.Option(..., "--hardware", "-H",
-                                         help="The hardware YAML this machine is described by (recorded in the "
-                                              "trace for validate)."),
-            profile: bool = typer.Option(False, "--profile", help="Also a torch.profiler Chrome trace.")):
+            hardware: Optional[str] = typer.Option(None, "--hardware", "-H",
+                                                   help="The hardware YAML this machine is described by (recorded "
+                                                        "in the trace for validate); or give --calibrate."),
+            profile: bool = typer.Option(False, "--profile", help="Also a torch.profiler Chrome trace."),
+            calibrate_out: Optional[str] = typer.Option(
+                None, "--calibrate", help="Also run simlib calibrate's probes in every round and write this "
+                                          "hardware YAML from them; the trace then names it.")):
     """Time attention and GEMMs with torch on this machine (needs simlib[torch])."""
     from simlib.measure.grid import load_grid
     from simlib.measure.runner import measure as run_measure
     with input_errors():
+        if hardware is None and calibrate_out is None:
+            raise SimlibInputError(None, "--hardware", "name the hardware YAML of this machine, or give --calibrate")
         try:
-            rows = run_measure(load_grid(grid), out, hardware, profile=profile, echo=typer.echo)
+            rows = run_measure(load_grid(grid), out, hardware, profile=profile, echo=typer.echo,
+                               calibrate_out=calibrate_out)
         except KeyboardInterrupt:
             raise typer.Exit(code=130) from None
     typer.echo(f"wrote {rows} rows to {out}")

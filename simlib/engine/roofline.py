@@ -78,7 +78,8 @@ def predict_cascade(bound: BoundWorkload, hw: HardwareSpec, sustained: bool = Fa
                 unit_ops[(unit, sub_op)] += count * factor
         read, write = traffic.read_bytes.get(i, 0.0), traffic.write_bytes.get(i, 0.0)
         resources = dict(unit_time)
-        write_bw = (hw.dram.fresh_write_bandwidth_bytes_per_s or dram_bw) if not fused else dram_bw
+        fresh = hw.dram.fresh_write_bandwidth_bytes_per_s
+        write_bw = fresh if fresh and not fused and write >= (hw.dram.fresh_write_min_bytes or 0) else dram_bw
         resources[hw.dram.name] = read / dram_bw + write / write_bw if dram_bw else 0.0
         bound_name = max(resources, key=resources.get)
         costs.append(EinsumCost(

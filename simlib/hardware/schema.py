@@ -41,6 +41,10 @@ class MemoryLevel(_Strict):
     # Writing into newly allocated memory (each page zeroed by the OS on first touch), which is what unfused
     # framework kernels do with every output; measured by simlib calibrate on CPUs.
     fresh_write_bandwidth_bytes_per_s: float | None = Field(default=None, gt=0)
+    # Outputs smaller than this come from memory the allocator reuses and are written at the normal bandwidth
+    # (glibc malloc maps blocks above its mmap threshold afresh; simlib measure and calibrate fix that threshold
+    # with mallopt); measured by simlib calibrate. Absent: every unfused output is a fresh write.
+    fresh_write_min_bytes: float | None = Field(default=None, gt=0)
     area_um2_per_byte: float | None = Field(default=None, gt=0)
     energy_pj_per_read: float | None = Field(default=None, ge=0)
     energy_pj_per_write: float | None = Field(default=None, ge=0)

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import datetime
 import re
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import yaml
 
-from simlib.measure.runner import _cpu_name, _dtype, _time, _torch
+from simlib.measure.runner import _cpu_name, _dtype, _time, _torch, pin_malloc_threshold
 
 
 def _median_seconds(torch, fn, device: str, repeats: int) -> float:
@@ -58,31 +60,43 @@ def _clock_ghz() -> float:
     return 1.0
 
 
-def calibrate(out: str | Path, name: str | None = None, quick: bool = False, echo=print) -> dict:
-    """Measure and write the YAML; returns the measured figures."""
-    torch = _torch()
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    repeats = 3 if quick else 7
+@dataclass(frozen=True)
+class Probe:
+    """One calibration measurement: what it measures (``gemm`` with its dtype, ``copy``, ``fresh``,
+    ``elementwise``, ``exp``), a maker returning the callable to time (GEMMs get new operands
+    each time, as every measured case does: long-lived operands ran about a fifth slower on the CPU the shipped
+    trace was taken on), and the work one call does (FLOPs, bytes or operations)."""
+    kind: str
+    label: str
+    make: Callable[[], Callable[[], object]]
+    work: float
+    dtype: str = "fp32"
+
+
+def _same(fn):
+    return lambda: fn
+
+
+def calibration_probes(torch, device: str, quick: bool = False) -> list[Probe]:
+    """The probes ``calibrate`` times, with their inputs allocated: a GEMM per dtype (sized by a 256^3 probe to
+    about a quarter second, so a dtype the host emulates stays small), a large copy, the same pass writing into
+    newly allocated memory, and cache-resident elementwise and exp loops."""
     gemm_n = (256 if quick else 2048) if device == "cpu" else (2048 if quick else 8192)
     dtypes = ["fp32", "bf16"] if device == "cpu" else ["fp32", "fp16", "bf16"]
-    matrix = {}
+    probes = []
     for dtype in dtypes:
-        # a 256^3 probe sizes the real run to about a quarter second (a dtype the host emulates stays small)
-        probe = torch.randn(256, 256, device=device).to(_dtype(torch, dtype))
-        rate = 2 * 256 ** 3 / _median_seconds(torch, lambda: torch.matmul(probe, probe), device, 1)
+        small = torch.randn(256, 256, device=device).to(_dtype(torch, dtype))
+        rate = 2 * 256 ** 3 / _median_seconds(torch, lambda: torch.matmul(small, small), device, 1)
         n = int(min(gemm_n, max(256, (rate * 0.25 / 2) ** (1 / 3))))
-        a = torch.randn(n, n, device=device).to(_dtype(torch, dtype))
-        matrix[dtype] = 2 * n ** 3 / _median_seconds(torch, lambda: torch.matmul(a, a), device, 2 * repeats)
-        echo(f"gemm {dtype} {n}^3: {matrix[dtype] / 1e9:.2f} GFLOP/s")
+        def gemm(n=n, dtype=dtype):
+            a, b = (torch.randn(n, n, device=device).to(_dtype(torch, dtype)) for _ in range(2))
+            return lambda: torch.matmul(a, b)
+        probes.append(Probe("gemm", f"gemm {dtype} {n}^3", gemm, 2 * n ** 3, dtype))
     copy_bytes = (16 if quick else 256) * 2**20
     src = torch.empty(copy_bytes // 4, device=device, dtype=torch.float32).uniform_()
     dst = torch.empty_like(src)
-    bandwidth = 2 * copy_bytes / _median_seconds(torch, lambda: dst.copy_(src), device, repeats)
-    echo(f"copy {copy_bytes >> 20} MiB: {bandwidth / 1e9:.2f} GB/s (read + written)")
-    # the same elementwise pass into a newly allocated output: read at the copy rate, the rest is the fresh write
-    fresh_seconds = _median_seconds(torch, lambda: torch.mul(src, 0.5), device, repeats)
-    fresh = copy_bytes / max(fresh_seconds - copy_bytes / bandwidth, 1e-9)
-    echo(f"write into new memory: {fresh / 1e9:.2f} GB/s")
+    probes.append(Probe("copy", f"copy {copy_bytes >> 20} MiB", _same(lambda: dst.copy_(src)), 2 * copy_bytes))
+    probes.append(Probe("fresh", "write into new memory", _same(lambda: torch.mul(src, 0.5)), copy_bytes))
     resident = torch.rand(2**16, device=device) + 0.5          # 256 KiB: stays in cache
     out_buf = torch.empty_like(resident)
     loops = 8 if quick else 64
@@ -92,14 +106,34 @@ def calibrate(out: str | Path, name: str | None = None, quick: bool = False, ech
             for _ in range(loops):
                 fn()
         return run
-    elementwise = loops * resident.numel() / _median_seconds(
-        torch, loop(lambda: torch.mul(resident, resident, out=out_buf)), device, repeats)
-    exps = loops * resident.numel() / _median_seconds(
-        torch, loop(lambda: torch.exp(resident, out=out_buf)), device, repeats)
-    echo(f"elementwise: {elementwise / 1e9:.2f} Gop/s, exp: {exps / 1e9:.2f} Gexp/s")
+    probes.append(Probe("elementwise", "elementwise", _same(loop(lambda: torch.mul(resident, resident, out=out_buf))),
+                        loops * resident.numel()))
+    probes.append(Probe("exp", "exp", _same(loop(lambda: torch.exp(resident, out=out_buf))), loops * resident.numel()))
+    return probes
+
+
+def rates(probes: list[Probe], seconds: list[float], fresh_write_min_bytes: int | None = None) -> dict:
+    """Rates from each probe's median seconds. The pass writing into a new tensor reads its input at the copy
+    rate; the rest of its time is the write into memory the OS hands out (and zeroes) page by page.
+    ``fresh_write_min_bytes`` is the allocator threshold from which outputs get such memory (on glibc hosts the
+    one ``pin_malloc_threshold`` fixed); None: every output counts as fresh."""
+    rate = {p.kind: p.work / s for p, s in zip(probes, seconds) if p.kind != "gemm"}
+    bandwidth = rate["copy"]
+    fresh, fresh_s = next((p, s) for p, s in zip(probes, seconds) if p.kind == "fresh")
+    return {"gemm_flops": {p.dtype: p.work / s for p, s in zip(probes, seconds) if p.kind == "gemm"},
+            "bandwidth_bytes_per_s": bandwidth,
+            "fresh_write_bytes_per_s": fresh.work / max(fresh_s - fresh.work / bandwidth, 1e-9),
+            "fresh_write_min_bytes": fresh_write_min_bytes,
+            "elementwise_ops_per_s": rate["elementwise"], "exp_per_s": rate["exp"]}
+
+
+def write_calibrated_yaml(torch, device: str, measured: dict, out: str | Path, name: str | None = None) -> dict:
+    """The hardware YAML for the measured rates (see the module docstring for the units); returns
+    ``measured`` with the path and name added."""
     processors = torch.get_num_threads() if device == "cpu" else torch.cuda.get_device_properties(0).multi_processor_count
     device_name = _cpu_name() if device == "cpu" else torch.cuda.get_device_properties(0).name
     name = name or re.sub(r"[^a-z0-9]+", "-", f"{device}-{device_name}-{processors}".lower()).strip("-")
+    bandwidth, fresh = measured["bandwidth_bytes_per_s"], measured["fresh_write_bytes_per_s"]
     spec = {
         "name": name, "family": "cpu" if device == "cpu" else "gpu",
         "description": f"{device_name}, {processors} {'cores' if device == 'cpu' else 'SMs'}; rates measured by "
@@ -108,13 +142,15 @@ def calibrate(out: str | Path, name: str | None = None, quick: bool = False, ech
         "processors": {"count": processors, "kind": "core" if device == "cpu" else "SM"},
         "compute": {
             "matrix": {"kind": "matrix", "operations": ["mac"],
-                       "peak_tflops": {d: round(r / 1e12, 6) for d, r in matrix.items()}},
+                       "peak_tflops": {d: round(r / 1e12, 6) for d, r in measured["gemm_flops"].items()}},
             "vector": {"kind": "vector", "operations": ["mac", "mul", "add", "max", "div"],
-                       "peak_tflops": {"fp32": round(2 * elementwise / 1e12, 6)}},
+                       "peak_tflops": {"fp32": round(2 * measured["elementwise_ops_per_s"] / 1e12, 6)}},
             "special": {"kind": "special", "operations": ["exp"],
-                        "peak_tflops": {"fp32": round(2 * exps / 1e12, 6)}}},
+                        "peak_tflops": {"fp32": round(2 * measured["exp_per_s"] / 1e12, 6)}}},
         "memory": [{"name": "dram", "kind": "dram", "bandwidth_bytes_per_s": float(f"{bandwidth:.4g}"),
-                    **({"fresh_write_bandwidth_bytes_per_s": float(f"{fresh:.4g}")} if fresh < bandwidth else {})},
+                    **({"fresh_write_bandwidth_bytes_per_s": float(f"{fresh:.4g}")} if fresh < bandwidth else {}),
+                    **({"fresh_write_min_bytes": measured["fresh_write_min_bytes"]}
+                       if fresh < bandwidth and measured.get("fresh_write_min_bytes") else {})},
                    *(_cpu_caches() if device == "cpu" else [])],
     }
     out = Path(out)
@@ -122,6 +158,27 @@ def calibrate(out: str | Path, name: str | None = None, quick: bool = False, ech
     header = ("# Calibrated by `simlib calibrate`: sustained rates of this machine (GEMM per dtype, copy bandwidth,\n"
               "# cache-resident elementwise and exp throughput), not datasheet peaks.\n")
     out.write_text(header + yaml.safe_dump(spec, sort_keys=False))
-    return {"gemm_flops": matrix, "bandwidth_bytes_per_s": bandwidth, "fresh_write_bytes_per_s": fresh,
-            "elementwise_ops_per_s": elementwise,
-            "exp_per_s": exps, "path": str(out), "name": name}
+    return {**measured, "path": str(out), "name": name}
+
+
+def calibrate(out: str | Path, name: str | None = None, quick: bool = False, echo=print) -> dict:
+    """Measure and write the YAML; returns the measured figures."""
+    torch = _torch()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    threshold = pin_malloc_threshold() if device == "cpu" else None
+    repeats = 3 if quick else 7
+    probes = calibration_probes(torch, device, quick)
+    seconds = [_median_seconds(torch, p.make(), device, 2 * repeats if p.kind == "gemm" else repeats)
+               for p in probes]
+    measured = rates(probes, seconds, threshold)
+    echo(describe(measured))
+    return write_calibrated_yaml(torch, device, measured, out, name)
+
+
+def describe(measured: dict) -> str:
+    gemm = ", ".join(f"{d} {r / 1e9:.2f}" for d, r in measured["gemm_flops"].items())
+    return (f"gemm GFLOP/s: {gemm}; copy {measured['bandwidth_bytes_per_s'] / 1e9:.2f} GB/s (read + written); "
+            f"write into new memory {measured['fresh_write_bytes_per_s'] / 1e9:.2f} GB/s"
+            + (f" from {measured['fresh_write_min_bytes'] / 2**20:.0f} MiB outputs"
+               if measured.get("fresh_write_min_bytes") else "") + "; elementwise "
+            f"{measured['elementwise_ops_per_s'] / 1e9:.2f} Gop/s; exp {measured['exp_per_s'] / 1e9:.2f} Gexp/s")

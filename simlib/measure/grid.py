@@ -4,6 +4,7 @@
     device: cpu                      # or cuda; default: cuda when torch sees one, else cpu
     repeats: 5
     warmup: 2
+    rounds: 1                        # visit the grid this many times; rows pool every round's runs
     attention:                       # scaled_dot_product_attention, one case per backend
       backends: [math, flash]        # math, flash, efficient, cudnn
       dtype: [fp32]
@@ -64,6 +65,7 @@ class MeasureGrid(_Strict):
     device: Literal["cpu", "cuda"] | None = None
     repeats: int = Field(default=5, gt=0)
     warmup: int = Field(default=2, ge=0)
+    rounds: int = Field(default=1, gt=0)
     attention: AttentionAxes | None = None
     unfused: bool = False
     gemm: GemmAxes | None = None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import datetime
+import os
 import platform
 import time
 from pathlib import Path
@@ -17,6 +18,7 @@ import numpy as np
 from simlib.errors import SimlibInputError
 from simlib.measure.grid import MeasureGrid, expand
 
+PROBE_EVERY = 24
 TRACE_COLUMNS = ("op", "backend", "dtype", "batch", "heads", "seq_q", "seq_kv", "head_dim", "causal", "m", "n", "k",
                  "measured_s", "p10_s", "p90_s", "repeats", "device", "hardware")
 
@@ -60,6 +62,31 @@ def _cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or "cpu"
+
+
+MALLOC_THRESHOLD_BYTES = 32 * 2**20
+
+
+def pin_malloc_threshold(threshold: int = MALLOC_THRESHOLD_BYTES) -> int | None:
+    """Fix glibc malloc's mmap and trim thresholds (``mallopt``), so that on a CPU every tensor of ``threshold``
+    bytes or more is mapped afresh (and its pages zeroed by the OS on first touch) and smaller ones reuse freed
+    memory. Left dynamic, glibc raises the mmap threshold to the size of blocks freed (up to 32 MiB on 64-bit
+    hosts) and serves large blocks from a grown heap when it can, so whether an output pays for new pages would
+    depend on what ran before it. 32 MiB is where the dynamic threshold tops out. Returns the threshold, or None
+    where the C library has no mallopt."""
+    import ctypes
+    import ctypes.util
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return None
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    # the heap keeps at most the threshold free at its top, so a block of the threshold's size or more (plus its
+    # header) cannot be carved from there and is mapped, while freed smaller blocks stay for reuse
+    if mallopt(m_mmap_threshold, threshold) != 1 or mallopt(m_trim_threshold, threshold) != 1:
+        return None
+    return threshold
 
 
 def _make(torch, case: dict, device: str):
@@ -129,8 +156,38 @@ def check_backends(torch, cases: list[dict], device: str) -> None:
                                                                  f"{device} for {dtype}") from None
 
 
-def measure(grid: MeasureGrid, out: str | Path, hardware: str, profile: bool = False, echo=print) -> int:
-    """Run every case of the grid and write the trace; returns the number of rows written."""
+def _write_trace(out: Path, header: list[str], cases: list[dict], times: dict[int, list[float]], facts: dict,
+                 hardware: str) -> int:
+    """The trace from every case measured so far (grid order), replacing the file in one step, so an interrupted
+    run never leaves a half-written row; returns the rows written."""
+    partial = out.with_name(out.name + ".partial")
+    written = 0
+    with partial.open("w", newline="") as handle:
+        handle.write("".join(f"# {line}\n" for line in header))
+        writer = csv.DictWriter(handle, fieldnames=TRACE_COLUMNS)
+        writer.writeheader()
+        for index, case in enumerate(cases):
+            if index not in times:
+                continue
+            sample = np.array(times[index])
+            writer.writerow({**{c: case.get(c, "") for c in TRACE_COLUMNS}, "measured_s": float(np.median(sample)),
+                             "p10_s": float(np.percentile(sample, 10)), "p90_s": float(np.percentile(sample, 90)),
+                             "repeats": len(sample), "device": facts["device_name"], "hardware": hardware})
+            written += 1
+    os.replace(partial, out)
+    return written
+
+
+def measure(grid: MeasureGrid, out: str | Path, hardware: str, profile: bool = False, echo=print,
+            calibrate_out: str | Path | None = None) -> int:
+    """Run every case of the grid and write the trace; returns the number of rows written.
+
+    With ``rounds: R`` the grid is visited R times (round 1 in grid order, later rounds in a shuffled order, each
+    round with its own warm-up), and a row keeps the median over all R x repeats runs: on a machine whose speed
+    drifts (a shared virtual machine), every case then samples the same spread of machine states. With
+    ``calibrate_out`` the calibration probes of ``simlib calibrate`` run in every round too and the hardware YAML
+    is written from their pooled medians, so the rates a prediction uses were measured under the same drift as
+    the rows it is compared with; the trace then names that YAML."""
     torch = _torch()
     device = grid.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
@@ -138,39 +195,56 @@ def measure(grid: MeasureGrid, out: str | Path, hardware: str, profile: bool = F
     cases = expand(grid)
     check_backends(torch, cases, device)
     facts = device_facts(torch, device)
+    threshold = pin_malloc_threshold() if device == "cpu" else None
+    if device == "cpu":
+        facts["malloc_threshold_bytes"] = threshold
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    written = 0
-    with out.open("w", newline="") as handle:
-        handle.write("# simlib trace: measured with simlib measure\n")
-        handle.write(f"# hardware: {hardware}\n")
-        handle.write(f"# taken: {datetime.date.today().isoformat()}\n")
-        for key, value in facts.items():
-            handle.write(f"# {key}: {value}\n")
-        writer = csv.DictWriter(handle, fieldnames=TRACE_COLUMNS)
-        writer.writeheader()
-        handle.flush()
-        try:
-            for number, case in enumerate(cases, start=1):
+    probes = []
+    if calibrate_out is not None:
+        from simlib.measure.calibrate import calibration_probes
+        probes = calibration_probes(torch, device)
+        calibrate_out = Path(calibrate_out)
+        hardware = os.path.relpath(calibrate_out.resolve(), out.resolve().parent)
+    header = ["simlib trace: measured with simlib measure", f"hardware: {hardware}",
+              f"taken: {datetime.date.today().isoformat()}", *(f"{k}: {v}" for k, v in facts.items()),
+              f"rounds: {grid.rounds}"]
+    times: dict[int, list[float]] = {}
+    probe_times: list[list[float]] = [[] for _ in probes]
+    order = np.random.default_rng(0)
+    try:
+        for round_number in range(1, grid.rounds + 1):
+            visit = range(len(cases)) if round_number == 1 else order.permutation(len(cases))
+            for position, index in enumerate(visit):
+                if position % PROBE_EVERY == 0:
+                    for probe, sample in zip(probes, probe_times):
+                        sample.extend(_time(torch, probe.make(), device, grid.warmup, grid.repeats))
+                case = cases[index]
                 try:
-                    times = _time(torch, _make(torch, case, device), device, grid.warmup, grid.repeats)
+                    sample = _time(torch, _make(torch, case, device), device, grid.warmup, grid.repeats)
                 except (RuntimeError, TypeError) as exc:
-                    raise SimlibInputError(str(out), case["op"], f"case {number} ({case}) failed: "
-                                                                 f"{str(exc).splitlines()[0]}; the {written} rows "
+                    raise SimlibInputError(str(out), case["op"], f"case {index + 1} ({case}) failed: "
+                                                                 f"{str(exc).splitlines()[0]}; the {len(times)} rows "
                                                                  f"before it are kept") from None
-                writer.writerow({**{c: case.get(c, "") for c in TRACE_COLUMNS}, "measured_s": float(np.median(times)),
-                                 "p10_s": float(np.percentile(times, 10)), "p90_s": float(np.percentile(times, 90)),
-                                 "repeats": grid.repeats, "device": facts["device_name"], "hardware": hardware})
-                handle.flush()
-                written += 1
-                echo(f"[{number}/{len(cases)}] {case['op']} {case['backend']} {case['dtype']}: "
-                     f"{np.median(times) * 1e3:.3f} ms")
-        except KeyboardInterrupt:
-            echo(f"interrupted: {written} rows kept in {out}")
-            raise
+                times.setdefault(int(index), []).extend(sample.tolist())
+                _write_trace(out, header, cases, times, facts, hardware)
+                echo(f"[{round_number}/{grid.rounds}: {index + 1}/{len(cases)}] {case['op']} {case['backend']} "
+                     f"{case['dtype']}: {np.median(sample) * 1e3:.3f} ms")
+            if probes:
+                _write_calibration(torch, device, probes, probe_times, calibrate_out, threshold, echo)
+    except KeyboardInterrupt:
+        echo(f"interrupted: {len(times)} rows kept in {out}")
+        raise
     if profile:
         _profile(torch, cases, device, out.with_suffix(".trace.json"))
-    return written
+    return len(times)
+
+
+def _write_calibration(torch, device, probes, probe_times, path: Path, threshold, echo) -> None:
+    from simlib.measure.calibrate import describe, rates, write_calibrated_yaml
+    measured = rates(probes, [float(np.median(t)) for t in probe_times], threshold)
+    write_calibrated_yaml(torch, device, measured, path)
+    echo(f"calibration ({len(probe_times[0])} runs per probe): {describe(measured)}")
 
 
 def _profile(torch, cases: list[dict], device: str, path: Path) -> None:

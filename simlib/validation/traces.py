@@ -8,7 +8,8 @@ columns include ``op`` and ``measured_s``; the rest depend on the op. Each op ha
 * ``attention_unfused`` (batch, heads, seq_q, seq_kv, head_dim, dtype): ``attention-3pass``, unfused.
 * ``sdpa``: on a GPU with the attention model's memory levels, the FlashAttention tile model with the kernel a
   backend runs (math: standard; flash and efficient: flash2; cudnn: flash3 where the part supports it; or a kernel
-  name); elsewhere the cascades (math: 3-pass unfused; flash: 1-pass fused).
+  name); elsewhere the cascades (math: ``attention-torch-math``, the kernels PyTorch's math backend runs,
+  unfused; flash: 1-pass fused).
 * ``gna`` (shape, window, stride, heads, head_dim): the GNA simulator.
 * ``spatial`` (backend = design, model, seq_q, batch): the spatial-array model on the design's hardware.
 """
@@ -87,6 +88,8 @@ def _sdpa(row, hw: HardwareSpec, path) -> float:
         if settings["seq_q"] == 1 and kernel != "standard":
             settings["kernel"] = "flash2"
         return predict_attention(hw, settings)["time_s"]
+    if backend == "math":
+        return _cascade_attention(row, hw, "attention-torch-math", "unfused")
     if SDPA_BACKENDS.get(backend, backend) == "standard":
         return _cascade_attention(row, hw, "attention-3pass", "unfused")
     return _cascade_attention(row, hw, "attention-1pass", "fused")
@@ -149,6 +152,41 @@ def mape_by_group(table: pd.DataFrame) -> pd.DataFrame:
     total = pd.DataFrame([{**{k: "all" for k in keys}, "mape": float(np.mean(np.abs(table["error"]))),
                            "rows": len(table)}])
     return pd.concat([groups, total], ignore_index=True)
+
+
+DTYPE_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2, "fp8": 1}
+
+
+def arithmetic_intensity(table: pd.DataFrame) -> np.ndarray:
+    """Matmul FLOPs per byte of the op's inputs and outputs moved once (the roofline's x axis): a GEMM's
+    2mnk / (mk + kn + mn) elements, attention's 4·sq·skv·d / (2·sq·d + 2·skv·d) elements per (batch, head);
+    NaN for other ops and for decode (seq_q = 1, which is memory-bound by construction)."""
+    flops = size_of(table)
+    elements = np.full(len(table), np.nan)
+    cols = set(table.columns)
+    if {"m", "n", "k"} <= cols:
+        m, n, k = (table[c].to_numpy(dtype=float) for c in ("m", "n", "k"))
+        elements = np.where(table["op"] == "gemm", m * k + k * n + m * n, elements)
+    if {"batch", "heads", "seq_q", "seq_kv", "head_dim"} <= cols:
+        b, h, sq, skv, d = (table[c].to_numpy(dtype=float) for c in ("batch", "heads", "seq_q", "seq_kv",
+                                                                     "head_dim"))
+        prefill = table["op"].isin(["sdpa", "attention_unfused"]).to_numpy() & (sq > 1)
+        elements = np.where(prefill, b * h * (2 * sq * d + 2 * skv * d), elements)
+    width = table["dtype"].map(DTYPE_BYTES).to_numpy(dtype=float) if "dtype" in cols else np.full(len(table), 2.0)
+    return flops / (elements * width)
+
+
+def compute_bound_half(table: pd.DataFrame) -> np.ndarray:
+    """The GEMM and attention rows in the upper half of arithmetic intensity within their (op, backend): the
+    shapes a roofline calls compute-bound first, whose time the compute rates should predict."""
+    intensity = arithmetic_intensity(table)
+    chosen = np.zeros(len(table), dtype=bool)
+    keys = table["op"].astype(str) + "/" + (table["backend"].astype(str) if "backend" in table.columns else "")
+    for key in keys.unique():
+        rows = (keys == key).to_numpy() & np.isfinite(intensity)
+        if rows.any():
+            chosen |= rows & (intensity >= np.median(intensity[rows]))
+    return chosen
 
 
 def size_of(table: pd.DataFrame) -> np.ndarray:

@@ -4,6 +4,7 @@ Sources of the expected values: the hardware YAMLs (themselves checked against r
 tests/hardware) and the closed forms written out in each test. Tolerance: 1e-9 relative unless stated.
 """
 import math
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -12,6 +13,7 @@ import simlib
 from simlib.errors import SimlibInputError
 
 REL = 1e-9
+DATA = Path(__file__).parent.parent / "data"
 
 
 def test_gemm_8192_cubed_bf16_on_a100_is_compute_bound():
@@ -200,3 +202,37 @@ def test_a_multiply_on_a_mac_only_pe_is_costed_as_a_mac(tmp_path):
     p = simlib.predict(str(path), hardware="fusemax")
     assert p.energy_j == pytest.approx((4096 * 17.16 + 3 * 4096 * 2 * 8 / 64 * 249.6) * 1e-12, rel=REL)
     assert simlib.predict("attention-1pass", hardware="fusemax", seq_q=1024, seq_kv=1024).energy_j > 0
+
+
+@pytest.mark.parametrize("m, n, k, fresh", [(256, 256, 256, False),     # 256 KiB product: allocator reuses
+                                            (1024, 1024, 1, True),      # 4 MiB product: newly mapped pages
+                                            (512, 512, 8, True)])       # exactly 1 MiB: from the threshold on
+def test_unfused_outputs_from_the_threshold_on_are_written_at_the_fresh_rate(m, n, k, fresh):
+    # tests/data/tiny_cpu.yaml: reads at 10 GB/s, writes at 10 GB/s or 1 GB/s; arithmetic nearly free
+    hw = str(DATA / "tiny_cpu.yaml")
+    p = simlib.predict("gemm", hardware=hw, M=m, N=n, K=k, dtype="fp32", execution="unfused")
+    read, write = 4 * (m * k + k * n), 4 * m * n
+    expected = read / 1e10 + write / (1e9 if fresh else 1e10)
+    assert p.time_s == pytest.approx(expected, rel=1e-9)     # memory-bound: arithmetic takes < 1e-6 of it
+
+
+def test_torch_math_sdpa_cascade_moves_what_its_kernels_read_and_write():
+    # workloads/attention-torch-math.yaml, unfused, fp32, N = 64 queries and keys, head dim 16; one kernel per
+    # Einsum reading its operands and writing its result. Q, K scaled: 2 x (N d) each; QK: 2 N d in, N^2 out;
+    # the 3-pass softmax: max (N^2 in, N out), exp (N^2 + N in, N^2 out), sum (N^2 in, N out), divide
+    # (N^2 + N in, N^2 out); the guard: compare (N^2 + N in, N^2 one-byte flags out), all (N^2 flags in, N flags
+    # out), masked fill (N^2 + N flags in, N^2 out); PV: N^2 + N d in, N d out.
+    n, d = 64, 16
+    p = simlib.predict("attention-torch-math", hardware=str(DATA / "tiny_cpu.yaml"), batch=1, heads=1, seq_q=n,
+                       seq_kv=n, head_dim=d, head_dim_v=d, dtype="fp32", execution="unfused")
+    nd, n2, row = 4 * n * d, 4 * n * n, 4 * n
+    expected = (2 * nd + 2 * nd + (2 * nd + n2) + (n2 + row) + (n2 + row + n2) + (n2 + row) + (n2 + row + n2)
+                + (n2 + row + n * n) + (n * n + n) + (n2 + n + n2) + (n2 + nd + nd))
+    assert p.bytes["dram"] == expected
+    # decode (one query): scaling K, a fresh seq_kv x head_dim tensor, dominates once it reaches the threshold
+    one = simlib.predict("attention-torch-math", hardware=str(DATA / "tiny_cpu.yaml"), batch=1, heads=8, seq_q=1,
+                         seq_kv=16384, head_dim=128, head_dim_v=128, dtype="fp32", execution="unfused")
+    k_bytes = 8 * 16384 * 128 * 4                                 # 64 MiB: past tiny_cpu's 1 MiB threshold
+    scale_k = next(c for c in one.breakdown if c.einsum.startswith("KS"))
+    assert scale_k.time_s == pytest.approx(k_bytes / 1e10 + k_bytes / 1e9, rel=1e-9)
+    assert scale_k.time_s > 0.5 * one.time_s

@@ -23,8 +23,10 @@ GEMMs, but not the exps: the FlashAttention-3 paper's throughput across head dim
 tensor + exp, so compute = max(tensor, vector) + exp. Each visited tile streams its K/V block (flash1: its Q/O
 block) from L2 into shared memory, and the tensor cores read the K/V operand from shared memory once per MMA row
 tile (16 rows for mma.sync, 64 for wgmma; wgmma also reads Q there): those bytes over the L2 and shared-memory
-bandwidths (where the YAML gives them) are roofs too. Time = max(compute, HBM, L2, shared memory), plus two
-exposed DRAM round trips per block (first loads, last store) when an SM holds a single block. The tensor rate is
+bandwidths (where the YAML gives them) are roofs too. Time = max(compute, HBM, L2, shared memory), plus the
+part of every block's prologue and epilogue (first Q and K/V loads, last O store: a DRAM round trip and the bytes
+at the SM's share of bandwidth each) that the other blocks resident on its SM do not cover
+(``_exposed_block_seconds``); FlashAttention-3 holds one block per SM. The tensor rate is
 capped by a per-kernel efficiency ceiling from published measurements (see KERNEL_CEILING). Standard attention is
 a sequence of kernels: the sum of each kernel's roofline (``_standard_kernel_seconds``).
 """
@@ -131,6 +133,28 @@ def _standard_kernel_seconds(nq, nkv, d, dv, s, n_elementwise, backward, dropout
     return sum(np.maximum(macs / mac_rate, nbytes / hbm_rate) for macs, nbytes in gemms) + elementwise / hbm_rate
 
 
+def _exposed_block_seconds(hw: HardwareSpec, kernel, blocks, per_sm, bq, bkv, d, dv, s, compute_s):
+    """Time the SMs spend in thread-block prologues and epilogues that no computation covers.
+
+    A block cannot start its first matmul before its Q tile and first K/V tile have arrived (one DRAM round trip,
+    ``latency_ns``, plus the bytes at the SM's share of DRAM bandwidth, B / SMs, since every SM streams at once),
+    and it holds its SM until its O tile and log-sum-exp have been stored (another round trip plus the bytes).
+    With k blocks resident on an SM the others compute meanwhile: an SM spends max(c, (c + e) / k) per block,
+    c its compute and e its exposed time (Little's law for k blocks in flight). This is what makes short
+    sequences slow: e is fixed per block while c grows with seq_kv (FlashAttention-3 paper, Figure 5)."""
+    sms = hw.processors.count
+    latency = (hw.dram.latency_ns or 0.0) * 1e-9
+    per_sm_bandwidth = hw.dram.bandwidth_bytes_per_s / sms
+    first_bytes = s * bq * d + s * bkv * (d + dv)
+    last_bytes = s * bq * dv + STATS_BYTES * bq
+    exposed = 2 * latency + (first_bytes + last_bytes) / per_sm_bandwidth
+    finite_blocks = np.where(np.isfinite(blocks), blocks, 1)
+    per_block = compute_s * sms / finite_blocks
+    k = np.maximum(per_sm, 1)
+    extra = np.maximum(0.0, (per_block + exposed) / k - per_block)
+    return np.where(kernel == "standard", 0.0, extra * np.ceil(finite_blocks / sms))
+
+
 def attention_forward(hw: HardwareSpec, *, batch, heads, seq_q, seq_kv, head_dim, head_dim_v=None,
                       dtype="bf16", causal=False, kernel="flash2", block_q=128, block_kv=128,
                       efficiency=None, backward=False, dropout=False) -> dict[str, np.ndarray]:
@@ -183,6 +207,9 @@ def attention_forward(hw: HardwareSpec, *, batch, heads, seq_q, seq_kv, head_dim
     blocks = np.select([std, f1], [np.inf, bh], bh * t.row_blocks)
     per_sm = np.minimum(np.floor_divide(smem_cap, np.maximum(smem, 1)),
                         np.floor_divide(reg_cap, np.maximum(regs, 1)))
+    # FlashAttention-3's warp-specialized block hands its producer warpgroup's registers to the consumer
+    # warpgroups (setmaxnreg; Shah et al. 2024, section 3.1) and so takes the whole register file: one per SM
+    per_sm = np.where(kernel_arr == "flash3", np.minimum(per_sm, 1), per_sm)
     # L2 reuse: Q tiles of one head run side by side (the Q-tile index varies fastest in the grid), so while
     # the K/V of the heads in flight fit in L2, a head's K/V come from HBM once per group of concurrent tiles.
     concurrent = np.minimum(sms * np.maximum(per_sm, 1), np.where(std, 1, blocks))
@@ -236,10 +263,8 @@ def attention_forward(hw: HardwareSpec, *, batch, heads, seq_q, seq_kv, head_dim
     smem_s = (on_chip + operand_reads) / smem_bw if smem_bw else np.zeros_like(hbm_s)
     l2_s = on_chip / l2_bw if l2_bw else np.zeros_like(hbm_s)
     memory_s = np.maximum(hbm_s, np.maximum(smem_s, l2_s))
-    # a thread block's first loads (Q and the first K/V tile) and its final store of O each wait one DRAM
-    # round trip that nothing hides when the SM holds a single block at a time
-    latency = (hw.dram.latency_ns or 0.0) * 1e-9
-    exposed_s = np.where(std | (per_sm >= 2), 0.0, 2 * latency * np.ceil(np.where(std, 0, blocks) / sms))
+    exposed_s = _exposed_block_seconds(hw, kernel_arr, blocks, per_sm, bq, bkv, d, dv, s,
+                                       compute_s / quantization)
     time_s = np.maximum(compute_s, memory_s) + exposed_s
     time_s = np.where(std, bh * _standard_kernel_seconds(nq, nkv, d, dv, s, n_elementwise, backward, dropout,
                                                          tc_rate * ceiling, hw.dram.bandwidth_bytes_per_s),

@@ -74,6 +74,46 @@ def test_waves_and_tail_by_hand():
     assert r["tensor_s"] == pytest.approx(macs / (989.4e12 / 2 * 0.667 * 0.73) * 132 / 128)
 
 
+def _compute_and_memory(r, kernel):
+    compute = (np.maximum(r["tensor_s"], r["vector_s"]) + r["exp_s"] if kernel == "flash3"
+               else r["tensor_s"] + r["exp_s"] + r["vector_s"])
+    return compute, np.maximum(r["hbm_s"], np.maximum(r["smem_s"], r["l2_s"]))
+
+
+def test_flash3_block_prologue_and_epilogue_are_exposed_by_hand():
+    # H100 (hardware/h100.yaml): 132 SMs, 3.35 TB/s HBM, 262 ns DRAM latency. FlashAttention-3's block takes the
+    # whole register file, so nothing covers a block's first loads (Q tile 128 x 128 and K/V tile 128 x (128 +
+    # 128), bf16) and last store (O tile 128 x 128 bf16 and 128 fp32 log-sum-exp values): one DRAM round trip
+    # each plus the bytes at the SM's share of bandwidth. 32 x 16 heads x 4 Q tiles = 2048 blocks, 16 per SM.
+    r = fwd("h100", batch=32, heads=16, seq_q=512, seq_kv=512, head_dim=128, kernel="flash3", block_q=128,
+            block_kv=128)
+    first = 2 * 128 * 128 + 2 * 128 * 256
+    last = 2 * 128 * 128 + 4 * 128
+    per_block = 2 * 262e-9 + (first + last) / (3.35e12 / 132)
+    compute, memory = _compute_and_memory(r, "flash3")
+    assert r["time_s"] - max(compute, memory) == pytest.approx(16 * per_block, rel=1e-9)
+
+
+def test_resident_blocks_hide_each_others_prologues():
+    # flash2, 64 x 64 tiles, head dim 64 on H100: small blocks, several per SM. A block's exposed time e
+    # is hidden while the other k - 1 resident blocks have work: an SM spends max(c, (c + e) / k) per block.
+    hw = load_hardware("h100")
+    long = fwd("h100", batch=1, heads=132, seq_q=8192, seq_kv=8192, kernel="flash2")
+    compute, memory = _compute_and_memory(long, "flash2")
+    assert long["time_s"] == pytest.approx(max(compute, memory), rel=1e-12)      # 128 tiles per block: hidden
+    # one 128 x 64 tile per block: 132 x 4 blocks, 4 per SM
+    short = fwd("h100", batch=1, heads=132 * 4, seq_q=128, seq_kv=64, kernel="flash2", block_q=128, block_kv=64)
+    compute, memory = _compute_and_memory(short, "flash2")
+    blocks, sms = 132 * 4, 132
+    c = compute * sms / blocks                       # equal blocks, whole waves: no quantization
+    e = 2 * 262e-9 + (2 * 128 * 64 + 2 * 64 * 128 + 2 * 128 * 64 + 4 * 128) / (3.35e12 / 132)
+    smem = 2 * (128 * 64 + 64 * 128)                 # Q tile and one K/V tile, bf16
+    regs = 4 * (128 * 64 + 128 * 64) + 2 * 128 * 64 + 2 * 128 * 64    # S, O fp32; P, Q bf16
+    k = min(hw.level("smem").capacity_bytes // smem, hw.level("registers").capacity_bytes // regs)
+    assert k == 2 and (c + e) / k > c
+    assert short["time_s"] - max(compute, memory) == pytest.approx(4 * ((c + e) / k - c), rel=1e-9)
+
+
 @settings(max_examples=40, deadline=None)
 @given(n=st.sampled_from([1024, 2048, 4096, 16384, 65536]), d=st.sampled_from([64, 128]),
        hw=st.sampled_from(["a100", "h100", "b200"]))
@@ -222,11 +262,11 @@ def test_gpt2_medium_gflops_match_figure_2_absolutely():
 
 def test_runtime_stops_improving_once_compute_bound_figure_2_middle():
     """Figure 2 middle (A100, seq 1024, head dim 64, forward): runtime falls with the block size while HBM bound
-    and is flat (< 2 % change) from a block size of 256 on, where the paper shows it stop improving."""
+    and is flat (< 3 % change) from a block size of 256 on, where the paper shows it stop improving."""
     from simlib.plots.attention_figures import bytes_vs_block_size
     _, r = bytes_vs_block_size(load_hardware("a100"), blocks=(32, 64, 128, 256, 512))
     time = r["time_s"]
-    assert np.all(np.diff(time) <= 0)
+    assert np.all(np.diff(time[:4]) <= 0)
     assert time[0] > 1.5 * time[3]                     # 32 -> 256: a large gain while HBM bound
-    assert time[3] / time[4] - 1 < 0.02                # 256 -> 512: no gain
+    assert abs(time[4] / time[3] - 1) < 0.03           # 256 -> 512: no gain (larger first loads cost a little)
     assert r["bound"][0] == "hbm" and r["bound"][3] == "compute"

@@ -311,10 +311,12 @@ def validate(name: str = typer.Argument(..., help="A trace file (CSV), 'all' (ev
             [mape_by_group(table[table["trace"] == p.stem]).assign(trace=p.stem) for p in paths], ignore_index=True)
         print_tables([frame_table("MAPE per op and backend", summary[["trace", *summary.columns[:-1]]])])
         heavy = compute_bound_half(table)
-        if heavy.any():
-            errors = table["error"].abs()[heavy]
-            typer.echo(f"compute-bound half (GEMM and attention rows of highest arithmetic intensity per op and "
-                       f"backend): {int((errors <= 0.3).sum())} of {len(errors)} within 30%, MAPE {errors.mean():.1%}")
+        for trace in table["trace"].unique():
+            errors = table["error"].abs()[heavy & (table["trace"] == trace).to_numpy()]
+            if len(errors):
+                typer.echo(f"{trace}: compute-bound half (GEMM and attention rows of highest arithmetic intensity "
+                           f"per op and backend): {int((errors <= 0.3).sum())} of {len(errors)} within 30%, "
+                           f"MAPE {errors.mean():.1%}")
     else:
         print_tables([frame_table(f"{name}: predicted vs published", table)])
     within = int((table["error"].abs() <= tolerance).sum())
@@ -336,8 +338,9 @@ def measure(grid: str = typer.Argument(..., help="Grid YAML: attention, unfused,
     from simlib.measure.grid import load_grid
     from simlib.measure.runner import measure as run_measure
     with input_errors():
-        if hardware is None and calibrate_out is None:
-            raise SimlibInputError(None, "--hardware", "name the hardware YAML of this machine, or give --calibrate")
+        if (hardware is None) == (calibrate_out is None):
+            raise SimlibInputError(None, "--hardware", "name the hardware YAML of this machine, or give --calibrate "
+                                                       "to write one in the same run (not both)")
         try:
             rows = run_measure(load_grid(grid), out, hardware, profile=profile, echo=typer.echo,
                                calibrate_out=calibrate_out)

@@ -18,6 +18,7 @@ from typing import Callable
 import numpy as np
 import yaml
 
+from simlib.errors import SimlibInputError
 from simlib.measure.runner import _cpu_name, _dtype, _time, _torch, pin_malloc_threshold
 
 
@@ -92,7 +93,8 @@ def calibration_probes(torch, device: str, quick: bool = False) -> list[Probe]:
             a, b = (torch.randn(n, n, device=device).to(_dtype(torch, dtype)) for _ in range(2))
             return lambda: torch.matmul(a, b)
         probes.append(Probe("gemm", f"gemm {dtype} {n}^3", gemm, 2 * n ** 3, dtype))
-    copy_bytes = (16 if quick else 256) * 2**20
+    # the quick copy still writes past the allocator threshold (pin_malloc_threshold), so its output is fresh
+    copy_bytes = (64 if quick else 256) * 2**20
     src = torch.empty(copy_bytes // 4, device=device, dtype=torch.float32).uniform_()
     dst = torch.empty_like(src)
     probes.append(Probe("copy", f"copy {copy_bytes >> 20} MiB", _same(lambda: dst.copy_(src)), 2 * copy_bytes))
@@ -170,9 +172,19 @@ def calibrate(out: str | Path, name: str | None = None, quick: bool = False, ech
     probes = calibration_probes(torch, device, quick)
     seconds = [_median_seconds(torch, p.make(), device, 2 * repeats if p.kind == "gemm" else repeats)
                for p in probes]
+    return write_from_seconds(torch, device, probes, seconds, threshold, out, name, echo)
+
+
+def write_from_seconds(torch, device: str, probes: list[Probe], seconds: list[float], threshold: int | None,
+                       out: str | Path, name: str | None = None, echo=print, prefix: str = "") -> dict:
+    """Rates from the probes' median seconds, echoed and written as the hardware YAML (``calibrate`` and
+    ``simlib measure --calibrate`` both end here)."""
     measured = rates(probes, seconds, threshold)
-    echo(describe(measured))
-    return write_calibrated_yaml(torch, device, measured, out, name)
+    echo(prefix + describe(measured))
+    try:
+        return write_calibrated_yaml(torch, device, measured, out, name)
+    except OSError as exc:
+        raise SimlibInputError(str(out), None, f"cannot write the calibrated hardware YAML: {exc}") from None
 
 
 def describe(measured: dict) -> str:

@@ -1,8 +1,9 @@
-"""Timing attention and GEMMs with torch, one trace row per case, written as it is measured.
+"""Timing attention and GEMMs with torch, one trace row per case.
 
 Each case runs ``warmup`` times, then ``repeats`` times, synchronizing the device around every run (CUDA events
-on a GPU, wall clock on a CPU); the row keeps the median and the 10th and 90th percentiles. Rows are flushed to
-disk one at a time, so a later failure or Ctrl-C leaves every finished measurement in the file.
+on a GPU, wall clock on a CPU), once per round of the grid (``rounds``); the row keeps the median and the 10th
+and 90th percentiles of every run so far. The trace file is rewritten in one step after every case, so a later
+failure or Ctrl-C leaves every finished measurement in it.
 """
 from __future__ import annotations
 
@@ -73,7 +74,7 @@ def pin_malloc_threshold(threshold: int = MALLOC_THRESHOLD_BYTES) -> int | None:
     memory. Left dynamic, glibc raises the mmap threshold to the size of blocks freed (up to 32 MiB on 64-bit
     hosts) and serves large blocks from a grown heap when it can, so whether an output pays for new pages would
     depend on what ran before it. 32 MiB is where the dynamic threshold tops out. Returns the threshold, or None
-    where the C library has no mallopt."""
+    where the C library has no mallopt or refuses the setting (the allocator is then left as it is)."""
     import ctypes
     import ctypes.util
     try:
@@ -161,8 +162,19 @@ def _write_trace(out: Path, header: list[str], cases: list[dict], times: dict[in
     """The trace from every case measured so far (grid order), replacing the file in one step, so an interrupted
     run never leaves a half-written row; returns the rows written."""
     partial = out.with_name(out.name + ".partial")
+    try:
+        written = _write_rows(partial, header, cases, times, facts, hardware)
+        os.replace(partial, out)
+    finally:
+        partial.unlink(missing_ok=True)
+    return written
+
+
+def _write_rows(path: Path, header: list[str], cases: list[dict], times: dict[int, list[float]], facts: dict,
+                hardware: str) -> int:
+    """Header lines, then one row per measured case: median, 10th and 90th percentile of its pooled runs."""
     written = 0
-    with partial.open("w", newline="") as handle:
+    with path.open("w", newline="") as handle:
         handle.write("".join(f"# {line}\n" for line in header))
         writer = csv.DictWriter(handle, fieldnames=TRACE_COLUMNS)
         writer.writeheader()
@@ -174,7 +186,6 @@ def _write_trace(out: Path, header: list[str], cases: list[dict], times: dict[in
                              "p10_s": float(np.percentile(sample, 10)), "p90_s": float(np.percentile(sample, 90)),
                              "repeats": len(sample), "device": facts["device_name"], "hardware": hardware})
             written += 1
-    os.replace(partial, out)
     return written
 
 
@@ -185,9 +196,10 @@ def measure(grid: MeasureGrid, out: str | Path, hardware: str, profile: bool = F
     With ``rounds: R`` the grid is visited R times (round 1 in grid order, later rounds in a shuffled order, each
     round with its own warm-up), and a row keeps the median over all R x repeats runs: on a machine whose speed
     drifts (a shared virtual machine), every case then samples the same spread of machine states. With
-    ``calibrate_out`` the calibration probes of ``simlib calibrate`` run in every round too and the hardware YAML
-    is written from their pooled medians, so the rates a prediction uses were measured under the same drift as
-    the rows it is compared with; the trace then names that YAML."""
+    ``calibrate_out`` the calibration probes of ``simlib calibrate`` run before every PROBE_EVERY cases of every
+    round, timed as the cases are (warm-up, then ``repeats`` runs), and the hardware YAML is written from their
+    pooled medians after each round, so the rates a prediction uses were measured under the same drift as the
+    rows it is compared with; the trace then names that YAML."""
     torch = _torch()
     device = grid.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
@@ -196,15 +208,19 @@ def measure(grid: MeasureGrid, out: str | Path, hardware: str, profile: bool = F
     check_backends(torch, cases, device)
     facts = device_facts(torch, device)
     threshold = pin_malloc_threshold() if device == "cpu" else None
-    if device == "cpu":
+    if threshold is not None:
         facts["malloc_threshold_bytes"] = threshold
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     probes = []
     if calibrate_out is not None:
-        from simlib.measure.calibrate import calibration_probes
-        probes = calibration_probes(torch, device)
+        from simlib.measure.calibrate import calibration_probes, write_from_seconds
         calibrate_out = Path(calibrate_out)
+        try:
+            calibrate_out.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SimlibInputError(str(calibrate_out), None, f"cannot create its folder: {exc}") from None
+        probes = calibration_probes(torch, device)
         hardware = os.path.relpath(calibrate_out.resolve(), out.resolve().parent)
     header = ["simlib trace: measured with simlib measure", f"hardware: {hardware}",
               f"taken: {datetime.date.today().isoformat()}", *(f"{k}: {v}" for k, v in facts.items()),
@@ -223,28 +239,25 @@ def measure(grid: MeasureGrid, out: str | Path, hardware: str, profile: bool = F
                 try:
                     sample = _time(torch, _make(torch, case, device), device, grid.warmup, grid.repeats)
                 except (RuntimeError, TypeError) as exc:
+                    kept = (f"the {len(times)} rows before it are kept" if round_number == 1 else
+                            f"the {len(times)} rows of the rounds before are kept")
                     raise SimlibInputError(str(out), case["op"], f"case {index + 1} ({case}) failed: "
-                                                                 f"{str(exc).splitlines()[0]}; the {len(times)} rows "
-                                                                 f"before it are kept") from None
+                                                                 f"{str(exc).splitlines()[0]}; {kept}") from None
                 times.setdefault(int(index), []).extend(sample.tolist())
                 _write_trace(out, header, cases, times, facts, hardware)
                 echo(f"[{round_number}/{grid.rounds}: {index + 1}/{len(cases)}] {case['op']} {case['backend']} "
                      f"{case['dtype']}: {np.median(sample) * 1e3:.3f} ms")
             if probes:
-                _write_calibration(torch, device, probes, probe_times, calibrate_out, threshold, echo)
+                write_from_seconds(torch, device, probes, [float(np.median(t)) for t in probe_times], threshold,
+                                   calibrate_out, echo=echo,
+                                   prefix=f"calibration ({len(probe_times[0])} runs per probe): ")
     except KeyboardInterrupt:
-        echo(f"interrupted: {len(times)} rows kept in {out}")
+        echo(f"interrupted: {len(times)} rows kept in {out}"
+             + (f"; {calibrate_out} is written after each round" if probes else ""))
         raise
     if profile:
         _profile(torch, cases, device, out.with_suffix(".trace.json"))
     return len(times)
-
-
-def _write_calibration(torch, device, probes, probe_times, path: Path, threshold, echo) -> None:
-    from simlib.measure.calibrate import describe, rates, write_calibrated_yaml
-    measured = rates(probes, [float(np.median(t)) for t in probe_times], threshold)
-    write_calibrated_yaml(torch, device, measured, path)
-    echo(f"calibration ({len(probe_times[0])} runs per probe): {describe(measured)}")
 
 
 def _profile(torch, cases: list[dict], device: str, path: Path) -> None:

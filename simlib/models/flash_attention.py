@@ -141,7 +141,9 @@ def _exposed_block_seconds(hw: HardwareSpec, kernel, blocks, per_sm, bq, bkv, d,
     and it holds its SM until its O tile and log-sum-exp have been stored (another round trip plus the bytes).
     With k blocks resident on an SM the others compute meanwhile: an SM spends max(c, (c + e) / k) per block,
     c its compute and e its exposed time (Little's law for k blocks in flight). This is what makes short
-    sequences slow: e is fixed per block while c grows with seq_kv (FlashAttention-3 paper, Figure 5)."""
+    sequences slow: e is fixed per block while c grows with seq_kv (FlashAttention-3 paper, Figure 5). Tiles
+    come in clipped to the sequence. With ``backward`` the same forward-shaped e is charged per block (the
+    backward kernels' own first loads and last stores are not modelled separately)."""
     sms = hw.processors.count
     latency = (hw.dram.latency_ns or 0.0) * 1e-9
     per_sm_bandwidth = hw.dram.bandwidth_bytes_per_s / sms
@@ -263,8 +265,8 @@ def attention_forward(hw: HardwareSpec, *, batch, heads, seq_q, seq_kv, head_dim
     smem_s = (on_chip + operand_reads) / smem_bw if smem_bw else np.zeros_like(hbm_s)
     l2_s = on_chip / l2_bw if l2_bw else np.zeros_like(hbm_s)
     memory_s = np.maximum(hbm_s, np.maximum(smem_s, l2_s))
-    exposed_s = _exposed_block_seconds(hw, kernel_arr, blocks, per_sm, bq, bkv, d, dv, s,
-                                       compute_s / quantization)
+    exposed_s = _exposed_block_seconds(hw, kernel_arr, blocks, per_sm, np.minimum(bq, nq), np.minimum(bkv, nkv),
+                                       d, dv, s, compute_s / quantization)
     time_s = np.maximum(compute_s, memory_s) + exposed_s
     time_s = np.where(std, bh * _standard_kernel_seconds(nq, nkv, d, dv, s, n_elementwise, backward, dropout,
                                                          tc_rate * ceiling, hw.dram.bandwidth_bytes_per_s),

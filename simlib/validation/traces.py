@@ -24,6 +24,7 @@ import pandas as pd
 
 from simlib.api import predict
 from simlib.catalog_paths import PROJECT_ROOT
+from simlib.dtypes import dtype_bytes
 from simlib.errors import SimlibInputError
 from simlib.hardware.catalog import load_hardware
 from simlib.hardware.schema import HardwareSpec
@@ -154,13 +155,11 @@ def mape_by_group(table: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([groups, total], ignore_index=True)
 
 
-DTYPE_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2, "fp8": 1}
-
-
 def arithmetic_intensity(table: pd.DataFrame) -> np.ndarray:
     """Matmul FLOPs per byte of the op's inputs and outputs moved once (the roofline's x axis): a GEMM's
-    2mnk / (mk + kn + mn) elements, attention's 4·sq·skv·d / (2·sq·d + 2·skv·d) elements per (batch, head);
-    NaN for other ops and for decode (seq_q = 1, which is memory-bound by construction)."""
+    2mnk / (mk + kn + mn) elements, attention's 4·sq·skv·d / (2·sq·d + 2·skv·d) elements per (batch, head),
+    the FLOPs halved for causal rows; NaN for other ops and for decode (seq_q = 1, which is memory-bound by
+    construction)."""
     flops = size_of(table)
     elements = np.full(len(table), np.nan)
     cols = set(table.columns)
@@ -172,18 +171,23 @@ def arithmetic_intensity(table: pd.DataFrame) -> np.ndarray:
                                                                      "head_dim"))
         prefill = table["op"].isin(["sdpa", "attention_unfused"]).to_numpy() & (sq > 1)
         elements = np.where(prefill, b * h * (2 * sq * d + 2 * skv * d), elements)
-    width = table["dtype"].map(DTYPE_BYTES).to_numpy(dtype=float) if "dtype" in cols else np.full(len(table), 2.0)
+    if "causal" in cols:
+        flops = np.where(table["causal"].astype(str).str.lower() == "true", flops / 2, flops)
+    width = (table["dtype"].map(lambda name: dtype_bytes(name) if isinstance(name, str) else 2.0).to_numpy(float)
+             if "dtype" in cols else np.full(len(table), 2.0))
     return flops / (elements * width)
 
 
 def compute_bound_half(table: pd.DataFrame) -> np.ndarray:
-    """The GEMM and attention rows in the upper half of arithmetic intensity within their (op, backend): the
-    shapes a roofline calls compute-bound first, whose time the compute rates should predict."""
+    """The GEMM and attention rows in the upper half of arithmetic intensity within their trace (where the table
+    has several), op and backend: the shapes a roofline calls compute-bound first, whose time the compute rates
+    should predict."""
     intensity = arithmetic_intensity(table)
     chosen = np.zeros(len(table), dtype=bool)
-    keys = table["op"].astype(str) + "/" + (table["backend"].astype(str) if "backend" in table.columns else "")
-    for key in keys.unique():
-        rows = (keys == key).to_numpy() & np.isfinite(intensity)
+    keys = [table[c].astype(str) for c in ("trace", "op", "backend") if c in table.columns]
+    groups = keys[0].str.cat(keys[1:], sep="/") if len(keys) > 1 else keys[0]
+    for key in groups.unique():
+        rows = (groups == key).to_numpy() & np.isfinite(intensity)
         if rows.any():
             chosen |= rows & (intensity >= np.median(intensity[rows]))
     return chosen

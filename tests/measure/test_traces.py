@@ -36,22 +36,23 @@ def test_shipped_trace_mape_does_not_get_worse(trace):
 def test_arithmetic_intensity_and_the_compute_bound_half_by_hand():
     import pandas as pd
     table = pd.DataFrame({
-        "op": ["gemm", "gemm", "sdpa", "sdpa", "sdpa", "attention_unfused"],
-        "backend": ["torch", "torch", "math", "math", "math", "torch"],
-        "dtype": ["fp32", "fp32", "fp32", "fp32", "fp32", "bf16"],
-        "m": [128, 1024, None, None, None, None], "n": [128, 1024, None, None, None, None],
-        "k": [128, 1024, None, None, None, None],
-        "batch": [None, None, 1, 2, 1, 1], "heads": [None, None, 4, 4, 8, 1],
-        "seq_q": [None, None, 256, 2048, 1, 512], "seq_kv": [None, None, 256, 2048, 4096, 512],
-        "head_dim": [None, None, 64, 64, 64, 128]})
+        "op": ["gemm", "gemm", "sdpa", "sdpa", "sdpa", "attention_unfused", "attention_unfused"],
+        "backend": ["torch", "torch", "math", "math", "math", "torch", "torch"],
+        "dtype": ["fp32", "fp32", "fp32", "fp32", "fp32", "bf16", "bf16"],
+        "causal": [None, None, False, False, False, False, True],
+        "m": [128, 1024, None, None, None, None, None], "n": [128, 1024, None, None, None, None, None],
+        "k": [128, 1024, None, None, None, None, None],
+        "batch": [None, None, 1, 2, 1, 1, 1], "heads": [None, None, 4, 4, 8, 1, 1],
+        "seq_q": [None, None, 256, 2048, 1, 512, 768], "seq_kv": [None, None, 256, 2048, 4096, 512, 768],
+        "head_dim": [None, None, 64, 64, 64, 128, 128]})
     intensity = arithmetic_intensity(table)
     # GEMM n^3: 2n^3 FLOPs over 3n^2 fp32 elements = n / 6 FLOP/B; attention seq n, n: 4n^2 d / (4nd elements
-    # x bytes) = n / bytes FLOP/B per (batch, head); decode (seq_q = 1) has none
+    # x bytes) = n / bytes FLOP/B per (batch, head), half that when causal; decode (seq_q = 1) has none
     assert intensity[:2] == pytest.approx([128 / 6, 1024 / 6])
     assert intensity[2:4] == pytest.approx([256 / 4, 2048 / 4])
-    assert np.isnan(intensity[4]) and intensity[5] == pytest.approx(512 / 2)
-    # per (op, backend), rows at or above the median intensity; a lone row is its own half
-    assert list(compute_bound_half(table)) == [False, True, False, True, False, True]
+    assert np.isnan(intensity[4]) and intensity[5:] == pytest.approx([512 / 2, 768 / 2 / 2])
+    # per (op, backend), rows at or above the median intensity: the causal 768 ranks below the 512
+    assert list(compute_bound_half(table)) == [False, True, False, True, False, True, False]
 
 
 def test_cpu_trace_compute_bound_half_within_30_percent():
@@ -139,6 +140,19 @@ def test_unavailable_backend_and_bad_grid(tmp_path):
     grid.write_text("device: cpu\nattention: {backends: [turbo], seq: [64]}\n")
     out = run("measure", str(grid), "--out", str(tmp_path / "t.csv"), "--hardware", "a100")
     assert out.returncode == 2 and "backends" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_measure_needs_one_hardware_source_and_a_writable_calibration_path(tmp_path):
+    pytest.importorskip("torch")
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("device: cpu\nrepeats: 1\nwarmup: 0\ngemm: {size: [64]}\n")
+    for extra in ([], ["--hardware", "a100", "--calibrate", str(tmp_path / "h.yaml")]):
+        out = run("measure", str(grid), "--out", str(tmp_path / "t.csv"), *extra)
+        assert out.returncode == 2 and "--hardware" in out.stderr and "Traceback" not in out.stderr
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    out = run("measure", str(grid), "--out", str(tmp_path / "t.csv"), "--calibrate", str(blocker / "h.yaml"))
+    assert out.returncode == 2 and "cannot create its folder" in out.stderr and "Traceback" not in out.stderr
 
 
 def test_rows_before_a_failing_shape_are_kept(tmp_path):

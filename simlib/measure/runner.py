@@ -193,8 +193,9 @@ def measure(grid: MeasureGrid, out: str | Path, hardware: str, profile: bool = F
             calibrate_out: str | Path | None = None) -> int:
     """Run every case of the grid and write the trace; returns the number of rows written.
 
-    With ``rounds: R`` the grid is visited R times (round 1 in grid order, later rounds in a shuffled order, each
-    round with its own warm-up), and a row keeps the median over all R x repeats runs: on a machine whose speed
+    With ``rounds: R`` the grid is visited R times (each round in its own shuffled order, so that no case and no
+    calibration probe always follows the same neighbour, and each with its own warm-up), and a row keeps the
+    median over all R x repeats runs: on a machine whose speed
     drifts (a shared virtual machine), every case then samples the same spread of machine states. With
     ``calibrate_out`` the calibration probes of ``simlib calibrate`` run before every PROBE_EVERY cases of every
     round, timed as the cases are (warm-up, then ``repeats`` runs), and the hardware YAML is written from their
@@ -230,7 +231,7 @@ def measure(grid: MeasureGrid, out: str | Path, hardware: str, profile: bool = F
     order = np.random.default_rng(0)
     try:
         for round_number in range(1, grid.rounds + 1):
-            visit = range(len(cases)) if round_number == 1 else order.permutation(len(cases))
+            visit = range(len(cases)) if grid.rounds == 1 else order.permutation(len(cases))
             for position, index in enumerate(visit):
                 if position % PROBE_EVERY == 0:
                     for probe, sample in zip(probes, probe_times):

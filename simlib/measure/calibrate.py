@@ -19,7 +19,7 @@ import numpy as np
 import yaml
 
 from simlib.errors import SimlibInputError
-from simlib.measure.runner import _cpu_name, _dtype, _time, _torch, pin_malloc_threshold
+from simlib.measure.runner import _cpu_name, _dtype, _time, _torch, pin_malloc_threshold, shift_heap
 
 
 def _median_seconds(torch, fn, device: str, repeats: int) -> float:
@@ -64,9 +64,9 @@ def _clock_ghz() -> float:
 @dataclass(frozen=True)
 class Probe:
     """One calibration measurement: what it measures (``gemm`` with its dtype, ``copy``, ``fresh``,
-    ``elementwise``, ``exp``), a maker returning the callable to time (GEMMs get new operands
-    each time, as every measured case does: long-lived operands ran about a fifth slower on the CPU the shipped
-    trace was taken on), and the work one call does (FLOPs, bytes or operations)."""
+    ``elementwise``, ``exp``), a maker returning the callable to time (GEMMs get new operands each time, placed
+    after a random shift of the heap as every measured case's inputs are: see ``shift_heap``), and the work one
+    call does (FLOPs, bytes or operations)."""
     kind: str
     label: str
     make: Callable[[], Callable[[], object]]
@@ -87,10 +87,13 @@ def calibration_probes(torch, device: str, quick: bool = False) -> list[Probe]:
     probes = []
     for dtype in dtypes:
         small = torch.randn(256, 256, device=device).to(_dtype(torch, dtype))
-        rate = 2 * 256 ** 3 / _median_seconds(torch, lambda: torch.matmul(small, small), device, 1)
-        n = int(min(gemm_n, max(256, (rate * 0.25 / 2) ** (1 / 3))))
+        rate = 2 * 256 ** 3 / _median_seconds(torch, lambda: torch.matmul(small, small), device, 3)
+        # a multiple of 256, as the measured GEMMs are: an odd size runs slower and would understate the rate
+        n = int(min(gemm_n, max(256, (rate * 0.25 / 2) ** (1 / 3) // 256 * 256)))
         def gemm(n=n, dtype=dtype):
+            shift = shift_heap(torch, device)
             a, b = (torch.randn(n, n, device=device).to(_dtype(torch, dtype)) for _ in range(2))
+            del shift
             return lambda: torch.matmul(a, b)
         probes.append(Probe("gemm", f"gemm {dtype} {n}^3", gemm, 2 * n ** 3, dtype))
     # the quick copy still writes past the allocator threshold (pin_malloc_threshold), so its output is fresh
@@ -123,6 +126,7 @@ def rates(probes: list[Probe], seconds: list[float], fresh_write_min_bytes: int 
     bandwidth = rate["copy"]
     fresh, fresh_s = next((p, s) for p, s in zip(probes, seconds) if p.kind == "fresh")
     return {"gemm_flops": {p.dtype: p.work / s for p, s in zip(probes, seconds) if p.kind == "gemm"},
+            "gemm_n": {p.dtype: round((p.work / 2) ** (1 / 3)) for p in probes if p.kind == "gemm"},
             "bandwidth_bytes_per_s": bandwidth,
             "fresh_write_bytes_per_s": fresh.work / max(fresh_s - fresh.work / bandwidth, 1e-9),
             "fresh_write_min_bytes": fresh_write_min_bytes,
@@ -139,7 +143,8 @@ def write_calibrated_yaml(torch, device: str, measured: dict, out: str | Path, n
     spec = {
         "name": name, "family": "cpu" if device == "cpu" else "gpu",
         "description": f"{device_name}, {processors} {'cores' if device == 'cpu' else 'SMs'}; rates measured by "
-                       f"simlib calibrate on {datetime.date.today().isoformat()} (torch {torch.__version__})",
+                       f"simlib calibrate on {datetime.date.today().isoformat()} (torch {torch.__version__}; "
+                       + ", ".join(f"{d} GEMM {n}^3" for d, n in measured.get("gemm_n", {}).items()) + ")",
         "clock_ghz": _clock_ghz() if device == "cpu" else 1.0,
         "processors": {"count": processors, "kind": "core" if device == "cpu" else "SM"},
         "compute": {
@@ -188,7 +193,7 @@ def write_from_seconds(torch, device: str, probes: list[Probe], seconds: list[fl
 
 
 def describe(measured: dict) -> str:
-    gemm = ", ".join(f"{d} {r / 1e9:.2f}" for d, r in measured["gemm_flops"].items())
+    gemm = ", ".join(f"{d} {r / 1e9:.2f} ({measured['gemm_n'][d]}^3)" for d, r in measured["gemm_flops"].items())
     return (f"gemm GFLOP/s: {gemm}; copy {measured['bandwidth_bytes_per_s'] / 1e9:.2f} GB/s (read + written); "
             f"write into new memory {measured['fresh_write_bytes_per_s'] / 1e9:.2f} GB/s"
             + (f" from {measured['fresh_write_min_bytes'] / 2**20:.0f} MiB outputs"

@@ -30,6 +30,7 @@ def test_rates_from_work_and_seconds():
     assert measured["elementwise_ops_per_s"] == pytest.approx(1e9)
     assert measured["exp_per_s"] == pytest.approx(0.25e9)
     assert measured["fresh_write_min_bytes"] == 32 * MIB
+    assert measured["gemm_n"] == {"fp32": 1000}                       # 2 x 1000^3 FLOPs
 
 
 class _Torch:

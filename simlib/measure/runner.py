@@ -92,10 +92,10 @@ def pin_malloc_threshold(threshold: int = MALLOC_THRESHOLD_BYTES) -> int | None:
 
 def shift_heap(torch, device: str):
     """A block of random size (4 KiB to 256 KiB) to allocate before a case's inputs and free after, so that
-    repeated measurements do not all place their tensors the same way. Memory layout biases timings
-    (Mytkowicz et al., "Producing wrong data without doing anything obviously wrong!", ASPLOS 2009); on the CPU
-    the shipped trace was taken on, the same 2048^3 GEMM ran about 20 % slower or faster by where the allocator
-    put its operands, reproducibly for a given allocation order. None on a GPU (its caching allocator)."""
+    repeated measurements do not all place their tensors the same way: memory layout can bias timings
+    (Mytkowicz et al., "Producing wrong data without doing anything obviously wrong!", ASPLOS 2009), and pooling
+    runs over random placements keeps one placement from biasing every run of a case. None on a GPU (its
+    caching allocator)."""
     if device != "cpu":
         return None
     return torch.empty(int(np.random.default_rng().integers(1, 65)) * 1024, dtype=torch.float32)

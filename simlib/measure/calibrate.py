@@ -68,7 +68,6 @@ class Probe:
     after a random shift of the heap as every measured case's inputs are: see ``shift_heap``), and the work one
     call does (FLOPs, bytes or operations)."""
     kind: str
-    label: str
     make: Callable[[], Callable[[], object]]
     work: float
     dtype: str = "fp32"
@@ -95,13 +94,13 @@ def calibration_probes(torch, device: str, quick: bool = False) -> list[Probe]:
             a, b = (torch.randn(n, n, device=device).to(_dtype(torch, dtype)) for _ in range(2))
             del shift
             return lambda: torch.matmul(a, b)
-        probes.append(Probe("gemm", f"gemm {dtype} {n}^3", gemm, 2 * n ** 3, dtype))
+        probes.append(Probe("gemm", gemm, 2 * n ** 3, dtype))
     # the quick copy still writes past the allocator threshold (pin_malloc_threshold), so its output is fresh
     copy_bytes = (64 if quick else 256) * 2**20
     src = torch.empty(copy_bytes // 4, device=device, dtype=torch.float32).uniform_()
     dst = torch.empty_like(src)
-    probes.append(Probe("copy", f"copy {copy_bytes >> 20} MiB", _same(lambda: dst.copy_(src)), 2 * copy_bytes))
-    probes.append(Probe("fresh", "write into new memory", _same(lambda: torch.mul(src, 0.5)), copy_bytes))
+    probes.append(Probe("copy", _same(lambda: dst.copy_(src)), 2 * copy_bytes))
+    probes.append(Probe("fresh", _same(lambda: torch.mul(src, 0.5)), copy_bytes))
     resident = torch.rand(2**16, device=device) + 0.5          # 256 KiB: stays in cache
     out_buf = torch.empty_like(resident)
     loops = 8 if quick else 64
@@ -111,9 +110,9 @@ def calibration_probes(torch, device: str, quick: bool = False) -> list[Probe]:
             for _ in range(loops):
                 fn()
         return run
-    probes.append(Probe("elementwise", "elementwise", _same(loop(lambda: torch.mul(resident, resident, out=out_buf))),
+    probes.append(Probe("elementwise", _same(loop(lambda: torch.mul(resident, resident, out=out_buf))),
                         loops * resident.numel()))
-    probes.append(Probe("exp", "exp", _same(loop(lambda: torch.exp(resident, out=out_buf))), loops * resident.numel()))
+    probes.append(Probe("exp", _same(loop(lambda: torch.exp(resident, out=out_buf))), loops * resident.numel()))
     return probes
 
 

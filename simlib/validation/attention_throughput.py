@@ -11,7 +11,7 @@ import pandas as pd
 
 from simlib.hardware.catalog import load_hardware
 from simlib.models.attention_cli import predict_attention
-from simlib.validation.traces import TRACE_DIR, read_trace
+from simlib.validation.traces import TRACE_DIR, is_true, read_trace
 
 TRACE = "published/flash-h100-fa3-paper.csv"
 TOTAL_TOKENS = 16384
@@ -22,7 +22,7 @@ def published_throughput() -> pd.DataFrame:
     """The FlashAttention-3 paper's bars (traces/published): kernel, head_dim, causal, seq, published_tflops."""
     _, trace = read_trace(TRACE_DIR / TRACE)
     return pd.DataFrame({"kernel": trace["backend"], "head_dim": trace["head_dim"].astype(int),
-                         "causal": trace["causal"].astype(str).str.lower() == "true", "seq": trace["seq_q"].astype(int),
+                         "causal": is_true(trace["causal"]), "seq": trace["seq_q"].astype(int),
                          "published_tflops": trace["published_tflops"].astype(float)})
 
 

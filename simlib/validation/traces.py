@@ -62,6 +62,11 @@ def read_trace(path: str | Path) -> tuple[dict, pd.DataFrame]:
     return meta, table
 
 
+def is_true(values) -> np.ndarray:
+    """A trace's boolean column (``True``/``true``/``False`` as read from CSV) as booleans."""
+    return np.asarray(pd.Series(values).astype(str).str.lower() == "true")
+
+
 def _int(row, name):
     return int(row[name])
 
@@ -172,7 +177,7 @@ def arithmetic_intensity(table: pd.DataFrame) -> np.ndarray:
         prefill = table["op"].isin(["sdpa", "attention_unfused"]).to_numpy() & (sq > 1)
         elements = np.where(prefill, b * h * (2 * sq * d + 2 * skv * d), elements)
     if "causal" in cols:
-        flops = np.where(table["causal"].astype(str).str.lower() == "true", flops / 2, flops)
+        flops = np.where(is_true(table["causal"]), flops / 2, flops)
     width = (table["dtype"].map(lambda name: dtype_bytes(name) if isinstance(name, str) else 2.0).to_numpy(float)
              if "dtype" in cols else np.full(len(table), 2.0))
     return flops / (elements * width)
@@ -182,15 +187,10 @@ def compute_bound_half(table: pd.DataFrame) -> np.ndarray:
     """The GEMM and attention rows in the upper half of arithmetic intensity within their trace (where the table
     has several), op and backend: the shapes a roofline calls compute-bound first, whose time the compute rates
     should predict."""
-    intensity = arithmetic_intensity(table)
-    chosen = np.zeros(len(table), dtype=bool)
+    intensity = pd.Series(arithmetic_intensity(table), index=table.index)
     keys = [table[c].astype(str) for c in ("trace", "op", "backend") if c in table.columns]
     groups = keys[0].str.cat(keys[1:], sep="/") if len(keys) > 1 else keys[0]
-    for key in groups.unique():
-        rows = (groups == key).to_numpy() & np.isfinite(intensity)
-        if rows.any():
-            chosen |= rows & (intensity >= np.median(intensity[rows]))
-    return chosen
+    return (intensity >= intensity.groupby(groups).transform("median")).to_numpy()   # NaN rows: never chosen
 
 
 def size_of(table: pd.DataFrame) -> np.ndarray:

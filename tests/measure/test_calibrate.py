@@ -14,11 +14,11 @@ def probes_and_seconds(copy_rate=20e9, fresh_rate=2e9):
     """Probes whose timings follow the model: a 100 GFLOP/s GEMM, a 256 MiB copy read + written at
     ``copy_rate``, the same pass into new memory (read at the copy rate, written at ``fresh_rate``), 1e9
     elementwise ops/s and 0.25e9 exp/s."""
-    items = [(Probe("gemm", "gemm fp32", lambda: None, 2e9, "fp32"), 0.02),
-             (Probe("copy", "copy", lambda: None, 2 * 256 * MIB), 2 * 256 * MIB / copy_rate),
-             (Probe("fresh", "fresh", lambda: None, 256 * MIB), 256 * MIB / copy_rate + 256 * MIB / fresh_rate),
-             (Probe("elementwise", "elementwise", lambda: None, 1e6), 1e-3),
-             (Probe("exp", "exp", lambda: None, 1e6), 4e-3)]
+    items = [(Probe("gemm", lambda: None, 2e9, "fp32"), 0.02),
+             (Probe("copy", lambda: None, 2 * 256 * MIB), 2 * 256 * MIB / copy_rate),
+             (Probe("fresh", lambda: None, 256 * MIB), 256 * MIB / copy_rate + 256 * MIB / fresh_rate),
+             (Probe("elementwise", lambda: None, 1e6), 1e-3),
+             (Probe("exp", lambda: None, 1e6), 4e-3)]
     return [p for p, _ in items], [s for _, s in items]
 
 

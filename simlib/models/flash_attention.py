@@ -219,9 +219,11 @@ def attention_forward(hw: HardwareSpec, *, batch, heads, seq_q, seq_kv, head_dim
     heads_in_flight = np.ceil(concurrent / t.row_blocks) + 1
     cache = hw.first_level("cache")
     l2 = cache.capacity_bytes if cache and cache.capacity_bytes else 0.0
-    reads_per_head = np.where(heads_in_flight * kv_head_bytes <= l2,
-                              np.ceil(t.row_blocks / concurrent), t.row_blocks)
-    kv_hbm_rows = t.kv_rows_read * reads_per_head / t.row_blocks
+    # each group of concurrent Q tiles fetches the union of the K/V rows its tiles see, at most all nkv (a
+    # causal head's last Q tile sees every key), and never more than its tiles stream
+    groups = np.ceil(t.row_blocks / concurrent)
+    kv_hbm_rows = np.where(heads_in_flight * kv_head_bytes <= l2, np.minimum(t.kv_rows_read, groups * nkv),
+                           t.kv_rows_read)
     flash2_bytes = s * nq * d + kv_hbm_rows * s * (d + dv) + s * nq * dv + nq * STATS_BYTES
     if backward:
         macs = macs + np.where(std, nq * nkv * (2 * d + 2 * dv), scores * (3 * d + 2 * dv))

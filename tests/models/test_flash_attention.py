@@ -133,6 +133,21 @@ def test_io_theorems(n, d, hw):
         assert 1 <= flash / (n * n * d * d / m) <= 20
 
 
+@settings(max_examples=60, deadline=None)
+@given(n=st.sampled_from([256, 1000, 4096, 16384]), d=st.sampled_from([64, 128]), causal=st.booleans(),
+       kernel=st.sampled_from(["flash2", "flash3"]), heads=st.sampled_from([1, 16, 64]),
+       tiles=st.sampled_from([(64, 64), (128, 64), (128, 128), (256, 32)]))
+def test_flash2_and_3_never_move_less_than_the_compulsory_bytes(n, d, causal, kernel, heads, tiles):
+    """With or without L2 reuse and causal masking, every Q, K, V element is read and every O element and
+    log-sum-exp written at least once: bytes >= heads * (s * 4nd + 4n), the IO lower bound's compulsory part;
+    and never above standard attention (M >= d^2 on H100)."""
+    bq, bkv = tiles
+    common = dict(heads=heads, seq_q=n, seq_kv=n, head_dim=d, causal=causal)
+    flash = fwd("h100", kernel=kernel, block_q=bq, block_kv=bkv, **common)["bytes_dram"]
+    assert flash >= heads * (2 * 4 * n * d + 4 * n)
+    assert flash <= fwd("h100", kernel="standard", **common)["bytes_dram"]
+
+
 def run(*args):
     return subprocess.run([sys.executable, "-m", "simlib.cli.main", *args], capture_output=True, text=True)
 

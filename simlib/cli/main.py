@@ -39,6 +39,10 @@ def input_errors():
     except SimlibInputError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=2) from None
+    except OSError as exc:      # a path given on the command line that cannot be read or written
+        where = f"{exc.filename}: " if exc.filename else ""
+        typer.echo(f"error: {where}{exc.strerror or exc}", err=True)
+        raise typer.Exit(code=2) from None
 
 
 @hardware_app.command("list")
@@ -198,8 +202,9 @@ def frontier(name: str = typer.Argument(..., help="Frontier: 'tts' (cost-accurac
         table = frontier_table(csv_path, value, prompt_len)
     if out:
         from pathlib import Path
-        Path(out).mkdir(parents=True, exist_ok=True)
-        frontier_figure(table).savefig(Path(out) / "tts_frontier.png", dpi=120)
+        with input_errors():
+            Path(out).mkdir(parents=True, exist_ok=True)
+            frontier_figure(table).savefig(Path(out) / "tts_frontier.png", dpi=120)
     if json_out:
         typer.echo(to_json(table.to_dict(orient="records")))
     else:
@@ -295,11 +300,12 @@ def validate(name: str = typer.Argument(..., help="A trace file (CSV), 'all' (ev
                 part.insert(0, "trace", path.stem)
                 parts.append(part)
             table = __import__("pandas").concat(parts, ignore_index=True)
-    if out:
-        table.to_csv(out, index=False)
-    if report and paths:
-        for path in paths:
-            trace_plots(table[table["trace"] == path.stem], report, path.stem)
+    with input_errors():
+        if out:
+            table.to_csv(out, index=False)
+        if report and paths:
+            for path in paths:
+                trace_plots(table[table["trace"] == path.stem], report, path.stem)
     if json_out:
         typer.echo(to_json(table.to_dict(orient="records")))
         return

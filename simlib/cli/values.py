@@ -41,6 +41,11 @@ def with_defaults(model: str, defaults: dict, settings: dict, aliases: dict[str,
     once (``seq`` sets ``seq_q`` and ``seq_kv``); an unknown name is an input error listing the known ones."""
     aliases = aliases or {}
     params = dict(defaults)
+    for alias, targets in aliases.items():
+        both = [t for t in targets if alias in settings and t in settings]
+        if both:
+            raise SimlibInputError("--set", both[0], f"given twice: '{alias}' already sets "
+                                                     f"{' and '.join(targets)}; give one or the other")
     for name, value in settings.items():
         if name in aliases:
             params.update({target: value for target in aliases[name]})

@@ -7,7 +7,7 @@ from simlib.cli.values import check_positive_int, with_defaults
 from simlib.dtypes import DTYPE_BITS
 from simlib.errors import SimlibInputError
 from simlib.hardware.schema import HardwareSpec
-from simlib.models.decode_attention import DECODE_KERNELS, decode_forward
+from simlib.models.decode_attention import DECODE_KERNELS, MAX_SPLITS, decode_forward
 from simlib.models.flash_attention import KERNELS, MIN_BLOCK_Q, TILE_CHOICES, attention_forward
 
 DEFAULTS = {"batch": 1, "heads": 16, "kv_heads": None, "seq_q": 4096, "seq_kv": 4096, "head_dim": 128,
@@ -15,6 +15,8 @@ DEFAULTS = {"batch": 1, "heads": 16, "kv_heads": None, "seq_q": 4096, "seq_kv": 
             "block_kv": None, "efficiency": None, "splits": None, "backward": False,
             "dropout": False}
 MAX_HEAD_DIM = 256   # largest head dim FlashAttention-2/3 kernels support (their READMEs)
+MAX_BLOCK = 1024     # no tile edge beyond this fits any shipped GPU's shared memory and registers
+MAX_ROW_BLOCKS = 1 << 22
 
 
 def _parameters(settings: dict) -> dict:
@@ -47,12 +49,55 @@ def _parameters(settings: dict) -> dict:
                                                   f"{', '.join((*KERNELS, *DECODE_KERNELS[1:]))}, all)")
     if params["kernel"] in DECODE_KERNELS[1:] and params["seq_q"] != 1:
         raise SimlibInputError("--set", "seq_q", f"{params['kernel']} is a decode kernel: expected seq_q=1")
+    if params["seq_q"] == 1:
+        _check_decode(params)
+    else:
+        _check_tiles(params)
     return params
 
 
+def _check_tiles(params: dict) -> None:
+    """Given tiles: multiples of 16 (the matrix instructions' tile edge), at least the kernel's smallest Q block
+    (MIN_BLOCK_Q), and few enough row blocks for the tile model to enumerate."""
+    kernel = params["kernel"]
+    for name in ("block_q", "block_kv"):
+        value = params[name]
+        if value is not None and (value % 16 or value > MAX_BLOCK):
+            raise SimlibInputError("--set", name, f"expected a multiple of 16 up to {MAX_BLOCK}, got {value}")
+    if params["block_q"] is not None and kernel in MIN_BLOCK_Q and params["block_q"] < MIN_BLOCK_Q[kernel]:
+        raise SimlibInputError("--set", "block_q", f"{kernel} runs Q blocks of at least {MIN_BLOCK_Q[kernel]} "
+                                                   f"rows, got {params['block_q']}")
+    smallest = params["block_q"] or min(TILE_CHOICES)
+    if -(-params["seq_q"] // smallest) > MAX_ROW_BLOCKS:
+        raise SimlibInputError("--set", "seq_q", f"seq_q={params['seq_q']} gives more than {MAX_ROW_BLOCKS} Q "
+                                                 f"blocks of {smallest} rows, more than the tile model enumerates")
+
+
+def _check_decode(params: dict) -> None:
+    """Decode (seq_q = 1) runs the decode model, which has no backward pass, block_q or efficiency ceiling;
+    splits only apply to the split-KV kernel."""
+    kernel = params["kernel"]
+    if kernel in ("flash1", "flash3"):
+        raise SimlibInputError("--set", "kernel", f"seq_q=1 is decode: expected one of "
+                                                  f"{', '.join(('standard', *DECODE_KERNELS))} or all, got {kernel}")
+    unused = [n for n in ("backward", "dropout") if params[n]] + \
+             [n for n in ("block_q", "efficiency") if params[n] is not None]
+    if params["splits"] is not None and kernel != "flashdecoding":
+        unused.append("splits")
+    if unused and kernel != "standard":
+        raise SimlibInputError("--set", unused[0], f"not used by the decode kernels (seq_q=1)"
+                                                   + (": splits apply to kernel=flashdecoding"
+                                                      if unused[0] == "splits" else ""))
+    if params["splits"] is not None and params["splits"] > MAX_SPLITS:
+        raise SimlibInputError("--set", "splits", f"expected at most {MAX_SPLITS} splits, got {params['splits']}")
+    if params["block_kv"] is not None and (params["block_kv"] % 16 or params["block_kv"] > MAX_BLOCK):
+        raise SimlibInputError("--set", "block_kv", f"expected a multiple of 16 up to {MAX_BLOCK}, got "
+                                                    f"{params['block_kv']}")
+
+
 def _model_args(params: dict) -> dict:
-    return {k: params[k] for k in ("batch", "heads", "seq_q", "seq_kv", "head_dim", "head_dim_v", "dtype",
-                                   "causal", "efficiency", "backward", "dropout")}
+    return {k: params[k] for k in ("batch", "heads", "kv_heads", "seq_q", "seq_kv", "head_dim", "head_dim_v",
+                                   "dtype", "causal", "efficiency", "backward", "dropout")}
 
 
 REQUIRED_FEATURES = {"flash3": "warp_specialization"}   # FlashAttention-3 targets Hopper-class parts
@@ -74,11 +119,13 @@ def predict_kernel(hw: HardwareSpec, params: dict, kernel: str) -> dict:
     fits = np.broadcast_to(result["fits"], result["time_s"].shape)
     if not fits.any():
         smem = float(np.min(result["smem_bytes_per_block"]))
+        regs = float(np.min(result["register_bytes_per_block"]))
+        smem_cap, reg_cap = hw.level("smem").capacity_bytes, hw.level("registers").capacity_bytes
+        short = [f"{need:.0f} B of {what} (an SM has {cap:.0f} B)"
+                 for need, cap, what in ((smem, smem_cap, "shared memory"), (regs, reg_cap, "registers"))
+                 if need > cap]
         raise SimlibInputError("--set", "block_q/block_kv",
-                               f"tiles do not fit: {kernel} needs {smem:.0f} B of shared memory and "
-                               f"{float(np.min(result['register_bytes_per_block'])):.0f} B of registers per block; "
-                               f"{hw.name} has {hw.level('smem').capacity_bytes:.0f} B "
-                               f"of shared memory per SM")
+                               f"tiles do not fit on {hw.name}: one {kernel} block needs " + " and ".join(short))
     time = np.where(fits, result["time_s"], np.inf)
     # among tiles within 0.1 % of the fastest, the one moving the fewest bytes through L2 / shared memory
     near = time <= time.min() * (1 + 1e-3)
@@ -94,21 +141,29 @@ def predict_kernel(hw: HardwareSpec, params: dict, kernel: str) -> dict:
             "smem_bytes_per_block": row["smem_bytes_per_block"],
             "register_bytes_per_block": row["register_bytes_per_block"], "bound": row["bound"],
             "time_s_by_resource": {"tensor": row["tensor_s"], "exp": row["exp_s"], "vector": row["vector_s"],
-                                   "hbm": row["hbm_s"], "l2": row["l2_s"], "smem": row["smem_s"]},
+                                   "hbm": row["hbm_s"], "smem": row["smem_s"],
+                                   "l2": row["l2_s"] if hw.first_level("cache") and
+                                   hw.first_level("cache").bandwidth_bytes_per_s else None},
             "exp_ops": row["exp_ops"], "other_ops": row["other_ops"]}
 
 
 def predict_decode(hw: HardwareSpec, params: dict, kernel: str) -> dict:
+    block_kv = params["block_kv"] or 128
     r = decode_forward(hw, batch=params["batch"], heads=params["heads"], kv_heads=params["kv_heads"],
                        seq_kv=params["seq_kv"], head_dim=params["head_dim"], head_dim_v=params["head_dim_v"],
-                       dtype=params["dtype"], kernel=kernel, block_kv=params["block_kv"] or 128,
-                       splits=params["splits"])
+                       dtype=params["dtype"], kernel=kernel, block_kv=block_kv, splits=params["splits"])
     row = {k: np.asarray(v).item() for k, v in r.items()}
+    if row["smem_bytes_per_block"] > hw.level("smem").capacity_bytes:
+        raise SimlibInputError("--set", "block_kv", f"tiles do not fit on {hw.name}: one {kernel} block needs "
+                                                    f"{row['smem_bytes_per_block']:.0f} B of shared memory (an SM "
+                                                    f"has {hw.level('smem').capacity_bytes:.0f} B)")
     return {"kernel": kernel, "hardware": hw.name, "time_s": row["time_s"], "flops": row["flops"],
-            "bytes": {"dram": row["bytes_dram"]}, "tflops": row["tflops"], "waves": None,
+            "bytes": {"dram": row["bytes_dram"]}, "tflops": row["tflops"],
+            "waves": int(np.ceil(row["thread_blocks"] / hw.processors.count)),
             "thread_blocks": row["thread_blocks"], "active_sms": int(row["active_sms"]),
-            "splits": int(row["splits"]), "block_q": None, "block_kv": params["block_kv"] or 128,
-            "bound": "hbm" if row["hbm_s"] >= row["compute_s"] else "compute"}
+            "splits": int(row["splits"]), "block_q": int(row["q_block_rows"]), "block_kv": block_kv,
+            "smem_bytes_per_block": row["smem_bytes_per_block"], "exp_ops": row["exp_ops"],
+            "other_ops": row["other_ops"], "bound": "hbm" if row["hbm_s"] >= row["compute_s"] else "compute"}
 
 
 def predict_attention(hw: HardwareSpec, settings: dict) -> dict | list[dict]:
@@ -120,8 +175,8 @@ def predict_attention(hw: HardwareSpec, settings: dict) -> dict | list[dict]:
         if params["kernel"] in DECODE_KERNELS[1:] or (decode and params["kernel"] == "flash2"):
             return {**predict_decode(hw, params, params["kernel"]), "parameters": params}
         return {**predict_kernel(hw, params, params["kernel"]), "parameters": params}
-    rows = ([predict_decode(hw, params, k) for k in DECODE_KERNELS] if decode
-            else [predict_kernel(hw, params, k) for k in supported_kernels(hw)])
+    rows = ([predict_kernel(hw, params, "standard"), *(predict_decode(hw, params, k) for k in DECODE_KERNELS)]
+            if decode else [predict_kernel(hw, params, k) for k in supported_kernels(hw)])
     base = rows[0]["time_s"]
     for row in rows:
         row["speedup"] = base / row["time_s"]

@@ -25,7 +25,7 @@ import numpy as np
 from simlib.dtypes import dtype_bytes
 from simlib.errors import SimlibInputError
 from simlib.hardware.schema import HardwareSpec
-from simlib.models.flash_attention import STATS_BYTES, tile_seconds
+from simlib.models.flash_attention import STATS_BYTES, sram_per_block, tile_seconds
 
 DECODE_KERNELS = ("flash2", "flashdecoding", "lean")
 MAX_SPLITS = 128
@@ -89,6 +89,9 @@ def decode_forward(hw: HardwareSpec, *, batch, heads, kv_heads, seq_kv, head_dim
         per_sm_bw = hbm_bw / sms
     hbm_s = np.maximum(hbm / hbm_bw, hbm * busiest_share / per_sm_bw)
     time_s = np.maximum(compute_s, hbm_s)
+    smem, _ = sram_per_block("flash2", rows, bkv, d, dv, s)
+    executed_tiles = groups * tiles                     # every (batch, kv head) K/V tile, padded Q rows included
     return {"time_s": time_s, "bytes_dram": hbm, "flops": 2 * macs, "thread_blocks": blocks,
             "active_sms": active, "splits": split, "compute_s": compute_s, "hbm_s": hbm_s,
-            "tflops": 2 * macs / time_s / 1e12}
+            "tflops": 2 * macs / time_s / 1e12, "q_block_rows": rows, "smem_bytes_per_block": smem,
+            "exp_ops": executed_tiles * rows * (bkv + 1), "other_ops": executed_tiles * (4 * rows * bkv + rows * dv)}

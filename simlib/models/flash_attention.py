@@ -159,8 +159,13 @@ def _exposed_block_seconds(hw: HardwareSpec, kernel, blocks, per_sm, bq, bkv, d,
 
 def attention_forward(hw: HardwareSpec, *, batch, heads, seq_q, seq_kv, head_dim, head_dim_v=None,
                       dtype="bf16", causal=False, kernel="flash2", block_q=128, block_kv=128,
-                      efficiency=None, backward=False, dropout=False) -> dict[str, np.ndarray]:
+                      efficiency=None, backward=False, dropout=False, kv_heads=None) -> dict[str, np.ndarray]:
     """Predict the forward pass, or forward + backward; every numeric argument may be a numpy array.
+
+    Grouped-query attention (``kv_heads`` < ``heads``): the g = heads / kv_heads query heads of one K/V head are
+    adjacent in the flash2/flash3 grid, so their Q tiles run side by side and, while L2 holds the K/V heads in
+    flight, share one fetch of that K/V head; without L2 reuse, and for flash1 and standard (PyTorch expands K/V
+    per query head), every query head streams K/V as in multi-head attention.
 
     Backward (Dao et al. 2022 Algorithm 4 for flash1; Dao 2023 Algorithm 2 for flash2/flash3; PyTorch autograd
     for standard), per head, scores = score elements computed:
@@ -175,15 +180,18 @@ def attention_forward(hw: HardwareSpec, *, batch, heads, seq_q, seq_kv, head_dim
     regenerate the dropout mask on chip.
     """
     head_dim_v = head_dim if head_dim_v is None else head_dim_v
+    kv_heads = heads if kv_heads is None else kv_heads
     kernel_arr = np.asarray(kernel)
     arrays = np.broadcast_arrays(np.asarray(batch), np.asarray(heads), np.asarray(seq_q), np.asarray(seq_kv),
                                  np.asarray(head_dim), np.asarray(head_dim_v), np.asarray(causal),
-                                 np.asarray(block_q), np.asarray(block_kv), kernel_arr)
-    b, h, nq, nkv, d, dv, causal, bq, bkv, kernel_arr = (np.asarray(a) for a in arrays)
+                                 np.asarray(block_q), np.asarray(block_kv), kernel_arr, np.asarray(kv_heads))
+    b, h, nq, nkv, d, dv, causal, bq, bkv, kernel_arr, hk = (np.asarray(a) for a in arrays)
     for name, value in (("batch", b), ("heads", h), ("seq_q", nq), ("seq_kv", nkv), ("head_dim", d),
-                        ("head_dim_v", dv), ("block_q", bq), ("block_kv", bkv)):
+                        ("head_dim_v", dv), ("block_q", bq), ("block_kv", bkv), ("kv_heads", hk)):
         if np.any(value <= 0):
             raise SimlibInputError("--set", name, f"expected a positive integer, got {value.min()}")
+    if np.any(h % hk):
+        raise SimlibInputError("--set", "kv_heads", "kv_heads must divide heads")
     if np.any(causal.astype(bool) & (nq > nkv)):
         raise SimlibInputError("--set", "seq_q", "causal attention needs seq_q <= seq_kv")
     s = dtype_bytes(dtype)
@@ -212,18 +220,18 @@ def attention_forward(hw: HardwareSpec, *, batch, heads, seq_q, seq_kv, head_dim
     # FlashAttention-3's warp-specialized block hands its producer warpgroup's registers to the consumer
     # warpgroups (setmaxnreg; Shah et al. 2024, section 3.1) and so takes the whole register file: one per SM
     per_sm = np.where(kernel_arr == "flash3", np.minimum(per_sm, 1), per_sm)
-    # L2 reuse: Q tiles of one head run side by side (the Q-tile index varies fastest in the grid), so while
-    # the K/V of the heads in flight fit in L2, a head's K/V come from HBM once per group of concurrent tiles.
+    # L2 reuse: the Q tiles of one K/V head (its g query heads' tiles; the Q-tile index varies fastest in the
+    # grid, then the head) run one after another and side by side, so while the K/V heads in flight fit in L2 a
+    # K/V head leaves HBM once: the union of the rows its tiles see, all nkv (a causal head's last Q tile sees
+    # every key), never more than its tiles stream. Per query head below.
     concurrent = np.minimum(sms * np.maximum(per_sm, 1), np.where(std, 1, blocks))
+    g = np.where(f1, 1, h // hk)
     kv_head_bytes = s * nkv * (d + dv)
-    heads_in_flight = np.ceil(concurrent / t.row_blocks) + 1
+    heads_in_flight = np.ceil(concurrent / (g * t.row_blocks)) + 1
     cache = hw.first_level("cache")
     l2 = cache.capacity_bytes if cache and cache.capacity_bytes else 0.0
-    # each group of concurrent Q tiles fetches the union of the K/V rows its tiles see, at most all nkv (a
-    # causal head's last Q tile sees every key), and never more than its tiles stream
-    groups = np.ceil(t.row_blocks / concurrent)
-    kv_hbm_rows = np.where(heads_in_flight * kv_head_bytes <= l2, np.minimum(t.kv_rows_read, groups * nkv),
-                           t.kv_rows_read)
+    kv_hbm_rows = np.where(heads_in_flight * kv_head_bytes <= l2, np.minimum(g * t.kv_rows_read, nkv),
+                           g * t.kv_rows_read) / g
     flash2_bytes = s * nq * d + kv_hbm_rows * s * (d + dv) + s * nq * dv + nq * STATS_BYTES
     if backward:
         macs = macs + np.where(std, nq * nkv * (2 * d + 2 * dv), scores * (3 * d + 2 * dv))
@@ -274,10 +282,14 @@ def attention_forward(hw: HardwareSpec, *, batch, heads, seq_q, seq_kv, head_dim
                                                          tc_rate * ceiling, hw.dram.bandwidth_bytes_per_s),
                       time_s)
     matmul_flops = 2 * bh * macs
+    useful_macs = t.useful_elements * (d + dv)
+    if backward:
+        useful_macs = useful_macs + t.useful_elements * np.where(std, 2 * d + 2 * dv, 3 * d + 2 * dv)
+    useful_flops = 2 * bh * useful_macs
     return {
-        "time_s": time_s, "flops": matmul_flops, "useful_flops": 2 * bh * t.useful_elements * (d + dv),
+        "time_s": time_s, "flops": matmul_flops, "useful_flops": useful_flops,
         "exp_ops": bh * exps, "other_ops": bh * vector_ops, "bytes_dram": hbm,
-        "tflops": matmul_flops / time_s / 1e12, "useful_tflops": 2 * bh * t.useful_elements * (d + dv) / time_s / 1e12,
+        "tflops": matmul_flops / time_s / 1e12, "useful_tflops": useful_flops / time_s / 1e12,
         "smem_bytes_per_block": smem, "register_bytes_per_block": regs,
         "fits": np.where(std, True, (smem <= smem_cap) & (regs <= reg_cap)),
         "thread_blocks": blocks, "waves": waves, "tensor_s": tensor_s, "exp_s": exp_s, "vector_s": vector_s,

@@ -54,6 +54,7 @@ def _attention(hw, params: dict) -> dict:
     for first, mask in _groups(p, ATTENTION_GROUPS):
         settings = _check_attention(hw, {k: v for k, v in first.items() if v is not None})
         ints = {k: p[k][mask].astype(np.int64) for k in ("batch", "heads", "seq_q", "seq_kv", "head_dim")}
+        ints["kv_heads"] = p["kv_heads"][mask].astype(np.int64) if first["kv_heads"] is not None else ints["heads"]
         dv = p["head_dim_v"][mask] if first["head_dim_v"] is not None else ints["head_dim"]
         tiles = {k: p[k][mask].astype(np.int64) if first[k] is not None else np.full(int(mask.sum()), 128)
                  for k in ("block_q", "block_kv")}
@@ -67,11 +68,13 @@ def _attention(hw, params: dict) -> dict:
 
 
 def _check_attention(hw, first: dict) -> dict:
-    settings = attention_parameters({k: v for k, v in first.items() if k != "seq"})
-    if settings["kernel"] not in supported_kernels(hw):
-        raise SimlibInputError("sweep", "kernel", f"{settings['kernel']} does not run on {hw.name} (it needs "
-                                                  f"'{REQUIRED_FEATURES.get(settings['kernel'], '')}')")
-    return settings
+    """The group's settings checked as ``simlib predict attention`` checks them, except the tiles: a sweep's
+    tiles vary per point, and a point whose tiles do not fit is reported in its ``fits`` column."""
+    kernel = first.get("kernel", ATTENTION_DEFAULTS["kernel"])
+    if kernel in REQUIRED_FEATURES and kernel not in supported_kernels(hw):
+        raise SimlibInputError("sweep", "kernel", f"{kernel} does not run on {hw.name} (it needs "
+                                                  f"'{REQUIRED_FEATURES[kernel]}')")
+    return attention_parameters({k: v for k, v in first.items() if k not in ("seq", "block_q", "block_kv")})
 
 
 TTS_OUTPUTS = ("compute_flops", "memory_bytes", "eflops", "attention_share")

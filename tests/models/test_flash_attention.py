@@ -54,6 +54,20 @@ def test_l2_serves_concurrent_q_tiles_of_one_head():
     assert r["bytes_dram"] == s * n * d * 4 + 4 * n
 
 
+def test_grouped_query_heads_share_one_kv_fetch_through_l2_by_hand():
+    # H100, 16 query heads at 8192 x 128 (bf16): Q and O of every query head, the fp32 log-sum-exp, and with
+    # the K/V heads in flight inside the 50 MB L2, each of the kv_heads K/V heads once (8192 x 256 x 2 B each)
+    n, d, s, h = 8192, 128, 2, 16
+    for kv in (16, 4, 1):
+        r = fwd("h100", heads=h, kv_heads=kv, seq_q=n, seq_kv=n, head_dim=d, kernel="flash2", block_q=128,
+                block_kv=128)
+        assert r["bytes_dram"] == h * (2 * s * n * d + 4 * n) + kv * s * n * 2 * d
+    # no L2 in the tiny part: every query head streams its K/V per Q tile whatever the grouping
+    mha = fwd(TINY, heads=8, seq_q=1024, seq_kv=1024, kernel="flash2")
+    gqa = fwd(TINY, heads=8, kv_heads=2, seq_q=1024, seq_kv=1024, kernel="flash2")
+    assert gqa["bytes_dram"] == mha["bytes_dram"]
+
+
 def test_causal_computes_about_half_and_counts_useful_flops_exactly():
     n, d = 4096, 64
     full = fwd(TINY, seq_q=n, seq_kv=n, kernel="flash2")
@@ -160,7 +174,15 @@ def test_cli_exact_form():
     data = json.loads(out.stdout)
     for key in ("time_s", "flops", "tflops", "waves", "block_q", "block_kv"):
         assert key in data
-    assert data["bytes"]["dram"] > 0
+    # by hand: per (batch, head) Q and O (8192 x 128 bf16 each) and the fp32 log-sum-exp; the K/V head fits in
+    # the 50 MB L2 with the others in flight, so it leaves HBM once
+    n, d = 8192, 128
+    assert data["bytes"]["dram"] == 4 * 16 * (2 * 2 * n * d + 4 * n + 2 * n * 2 * d)
+    # causal: a (Q block, K/V block) tile is computed when its first key is visible to its last query
+    bq, bkv = data["block_q"], data["block_kv"]
+    i, j = np.arange(n // bq)[:, None], np.arange(n // bkv)[None, :]
+    visited = (j * bkv <= (i + 1) * bq - 1).sum()
+    assert data["flops"] == 4 * 16 * visited * bq * bkv * 2 * (d + d)
     assert data["tflops"] == pytest.approx(data["flops"] / data["time_s"] / 1e12)
     table = run("predict", "attention", "--hardware", "a100", "--set", "kernel=all")
     assert "speedup vs standard" in table.stdout and "flash2" in table.stdout
@@ -184,6 +206,42 @@ def test_cli_bad_attention_input(setting, fragment):
     out = run("predict", "attention", "--hardware", "a100", *setting)
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert fragment in out.stderr
+
+
+@pytest.mark.parametrize("setting, fragment", [
+    (["--set", "block_q=256", "--set", "block_kv=256", "--set", "head_dim=64"],
+     "needs 491520 B of registers (an SM has 262144 B)"),          # 4(256*256 + 256*64) + 2(256*256 + 256*64)
+    (["--set", "kernel=flash3", "--set", "block_q=64"], "at least 128 rows"),
+    (["--set", "block_q=100"], "multiple of 16"),
+    (["--set", "seq=1000000000"], "more than 4194304 Q blocks"),
+    (["--set", "seq_q=1", "--set", "kernel=flashdecoding", "--set", "backward=true"], "backward: not used"),
+    (["--set", "seq_q=1", "--set", "kernel=flash2", "--set", "efficiency=0.5"], "efficiency: not used"),
+    (["--set", "seq_q=1", "--set", "kernel=lean", "--set", "splits=4"], "splits apply to kernel=flashdecoding"),
+    (["--set", "seq_q=1", "--set", "kernel=flashdecoding", "--set", "splits=129"], "at most 128 splits"),
+    (["--set", "seq_q=1", "--set", "kernel=flash3"], "seq_q=1 is decode"),
+    (["--set", "seq_q=1", "--set", "kernel=flashdecoding", "--set", "block_kv=1024", "--set", "head_dim=256"],
+     "needs 1081344 B of shared memory"),                          # 2 * (64 * 256 + 1024 * 512)
+    (["--set", "seq_q=1", "--set", "seq=4096"], "given twice"),
+])
+def test_cli_bad_attention_input_on_h100(setting, fragment):
+    out = run("predict", "attention", "--hardware", "h100", *setting)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert fragment in out.stderr
+
+
+def test_decode_comparison_is_against_standard_and_reports_the_decode_fields():
+    out = run("predict", "attention", "--hardware", "h100", "--set", "seq_q=1", "--set", "seq_kv=32768",
+              "--set", "kernel=all", "--json")
+    assert out.returncode == 0, out.stderr
+    rows = {r["kernel"]: r for r in json.loads(out.stdout)}
+    assert list(rows) == ["standard", "flash2", "flashdecoding", "lean"]
+    assert rows["standard"]["speedup"] == 1.0
+    assert rows["lean"]["speedup"] == pytest.approx(rows["standard"]["time_s"] / rows["lean"]["time_s"])
+    split = rows["flashdecoding"]
+    # 16 heads x 1 batch, 128-key tiles, 64-row padded Q blocks (bf16): Q block and one K/V tile in shared memory
+    assert split["smem_bytes_per_block"] == 2 * (64 * 128 + 128 * 256)
+    assert split["waves"] == math.ceil(split["thread_blocks"] / 132)
+    assert split["exp_ops"] == 16 * (32768 // 128) * 64 * 129
 
 
 def test_figures_are_drawn(tmp_path):

@@ -7,6 +7,8 @@ from pydantic import BaseModel, ValidationError
 
 from simlib.errors import SimlibInputError
 
+INTERNAL_FIELDS = {"source_file"}   # set by the loaders from the file's path, not written in the YAML
+
 
 def _allowed_fields(model: type[BaseModel], loc: tuple) -> list[str]:
     """Field names allowed at the parent of ``loc``, followed through nested models where possible."""
@@ -19,7 +21,7 @@ def _allowed_fields(model: type[BaseModel], loc: tuple) -> list[str]:
             continue  # dict key or list index: stay with the value type
         current = _model_in(field.annotation)
     if isinstance(current, type) and issubclass(current, BaseModel):
-        return list(current.model_fields)
+        return [name for name in current.model_fields if name not in INTERNAL_FIELDS]
     return []
 
 

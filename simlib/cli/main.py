@@ -262,33 +262,37 @@ def search(name: str = typer.Argument(..., help="Search: 'gna' (strides, dilatio
 
 
 @app.command()
-def validate(name: str = typer.Argument(..., help="A trace file (CSV), 'all' (every trace under traces/), or a "
-                                                  "named set: 'attention' (FlashAttention-2/3 TFLOP/s on H100), "
-                                                  "'gna' (NATTEN kernel times), 'fusemax' (the artifact's rows)."),
+def validate(name: str = typer.Argument(..., help="A trace file (CSV or Parquet), 'all' (every trace under "
+                                                  "traces/), or a named set: 'attention' (FlashAttention-2/3 TFLOP/s "
+                                                  "on H100), 'gna' (NATTEN kernel times), 'fusemax' (the artifact's "
+                                                  "rows)."),
              hardware: Optional[str] = typer.Option(None, "--hardware", "-H",
                                                     help="Hardware for every row (default: the trace's own)."),
              tolerance: float = typer.Option(0.25, "--tolerance", help="Relative error counted as a match."),
              out: Optional[str] = typer.Option(None, "--out", help="Write the per-row errors as CSV."),
-             report: Optional[str] = typer.Option(None, "--report", help="Folder for predicted-vs-measured and "
-                                                                         "error-vs-size plots."),
+             report: str = typer.Option("validation-report", "--report",
+                                        help="Folder for the predicted-vs-measured and error-vs-size plots."),
+             no_report: bool = typer.Option(False, "--no-report", help="Draw no plots."),
              json_out: bool = typer.Option(False, "--json", help="Print the rows as JSON.")):
     """Set predictions against measurements: a trace, every shipped trace, or a named published set."""
     from pathlib import Path
 
+    import pandas as pd
+
     from simlib.cli.render import frame_table
-    from simlib.validation.attention_throughput import throughput_table
-    from simlib.validation.fusemax_rows import fusemax_table
-    from simlib.validation.gna_runtime import gna_runtime_table
+    from simlib.validation import attention_throughput, fusemax_rows, gna_runtime
     from simlib.validation.traces import (TRACE_DIR, compute_bound_half, mape_by_group, trace_plots,
                                           validate_trace)
-    tables = {"attention": throughput_table, "gna": gna_runtime_table, "fusemax": fusemax_table}
+    named = {"attention": attention_throughput, "gna": gna_runtime, "fusemax": fusemax_rows}
+    tables = {"attention": attention_throughput.throughput_table, "gna": gna_runtime.gna_runtime_table,
+              "fusemax": fusemax_rows.fusemax_table}
     with input_errors():
         if name == "all":
-            paths = sorted(TRACE_DIR.rglob("*.csv"))
+            paths = sorted([*TRACE_DIR.rglob("*.csv"), *TRACE_DIR.rglob("*.parquet")])
         elif name in tables:
             paths = []
             table = tables[name](hardware or "h100")
-        elif Path(name).suffix == ".csv" or Path(name).exists():
+        elif Path(name).suffix in (".csv", ".parquet") or Path(name).exists():
             paths = [Path(name)]
         else:
             raise SimlibInputError(None, "validate", f"unknown validation set {name!r} (expected a trace file, "
@@ -299,13 +303,13 @@ def validate(name: str = typer.Argument(..., help="A trace file (CSV), 'all' (ev
                 part = validate_trace(path, hardware)
                 part.insert(0, "trace", path.stem)
                 parts.append(part)
-            table = __import__("pandas").concat(parts, ignore_index=True)
-    with input_errors():
+            table = pd.concat(parts, ignore_index=True)
+        # a named set is a shipped trace read through its own table; its plots come from that trace
+        plotted = table if paths else validate_trace(TRACE_DIR / named[name].TRACE, hardware).assign(trace=name)
         if out:
             table.to_csv(out, index=False)
-        if report and paths:
-            for path in paths:
-                trace_plots(table[table["trace"] == path.stem], report, path.stem)
+        drawn = [] if no_report else [p for stem in plotted["trace"].unique()
+                                      for p in trace_plots(plotted[plotted["trace"] == stem], report, stem)]
     if json_out:
         typer.echo(to_json(table.to_dict(orient="records")))
         return
@@ -313,7 +317,7 @@ def validate(name: str = typer.Argument(..., help="A trace file (CSV), 'all' (ev
         shown = [c for c in ("trace", "op", "backend", "dtype", "batch", "heads", "seq_q", "seq_kv", "head_dim", "m",
                              "n", "k", "measured_s", "predicted_s", "error") if c in table.columns]
         print_tables([frame_table(f"{name}: predicted vs measured", table[shown])])
-        summary = __import__("pandas").concat(
+        summary = pd.concat(
             [mape_by_group(table[table["trace"] == p.stem]).assign(trace=p.stem) for p in paths], ignore_index=True)
         print_tables([frame_table("MAPE per op and backend", summary[["trace", *summary.columns[:-1]]])])
         heavy = compute_bound_half(table)
@@ -328,11 +332,17 @@ def validate(name: str = typer.Argument(..., help="A trace file (CSV), 'all' (ev
     within = int((table["error"].abs() <= tolerance).sum())
     typer.echo(f"{within} of {len(table)} rows within {tolerance:.0%}; "
                f"median |error| {table['error'].abs().median():.1%}")
+    if drawn:
+        typer.echo(f"plots: {', '.join(str(p) for p in drawn)}")
 
 
 @app.command()
-def measure(grid: str = typer.Argument(..., help="Grid YAML: attention, unfused, gemm, decode sections."),
-            out: str = typer.Option(..., "--out", help="Trace CSV to write (rows are written as measured)."),
+def measure(grid: Optional[str] = typer.Argument(None, help="Grid YAML: attention, unfused, gemm, decode sections."),
+            out: str = typer.Option(..., "--out", help="Trace to write, .csv or .parquet (rewritten after every "
+                                                       "case)."),
+            settings: Optional[List[str]] = typer.Option(
+                None, "--set", help="A grid field as section.field=v1,v2 (attention.seq=256,512, gemm.size=512, "
+                                    "repeats=3); with GRID, overrides its field; without, the whole grid."),
             hardware: Optional[str] = typer.Option(None, "--hardware", "-H",
                                                    help="The hardware YAML this machine is described by (recorded "
                                                         "in the trace for validate); or give --calibrate."),
@@ -340,16 +350,18 @@ def measure(grid: str = typer.Argument(..., help="Grid YAML: attention, unfused,
             calibrate_out: Optional[str] = typer.Option(
                 None, "--calibrate", help="Also run simlib calibrate's probes in every round and write this "
                                           "hardware YAML from them; the trace then names it.")):
-    """Time attention and GEMMs with torch on this machine (needs simlib[torch])."""
+    """Time attention and GEMMs with torch on this machine (needs torch 2.13.0, simlib's torch extra)."""
     from simlib.measure.grid import load_grid
     from simlib.measure.runner import measure as run_measure
     with input_errors():
         if (hardware is None) == (calibrate_out is None):
             raise SimlibInputError(None, "--hardware", "name the hardware YAML of this machine, or give --calibrate "
                                                        "to write one in the same run (not both)")
+        if grid is None and not settings:
+            raise SimlibInputError(None, "GRID", "give a grid YAML, or the grid as --set section.field=values")
         try:
-            rows = run_measure(load_grid(grid), out, hardware, profile=profile, echo=typer.echo,
-                               calibrate_out=calibrate_out)
+            rows = run_measure(load_grid(grid, parse_settings(settings)), out, hardware, profile=profile,
+                               echo=typer.echo, calibrate_out=calibrate_out)
         except KeyboardInterrupt:
             raise typer.Exit(code=130) from None
     typer.echo(f"wrote {rows} rows to {out}")

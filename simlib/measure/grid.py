@@ -23,7 +23,7 @@ import itertools
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StrictInt, ValidationError
 
 from simlib.errors import SimlibInputError
 from simlib.schema_errors import raise_for_validation
@@ -37,28 +37,28 @@ class _SdpaAxes(_Strict):
     backends: list[Literal["math", "flash", "efficient", "cudnn"]] = Field(default_factory=lambda: ["math"],
                                                                             min_length=1)
     dtype: list[Literal["fp32", "fp16", "bf16"]] = Field(default_factory=lambda: ["fp32"], min_length=1)
-    batch: list[int] = Field(default_factory=lambda: [1], min_length=1)
-    heads: list[int] = Field(default_factory=lambda: [4], min_length=1)
-    head_dim: list[int] = Field(default_factory=lambda: [64], min_length=1)
+    batch: list[StrictInt] = Field(default_factory=lambda: [1], min_length=1)
+    heads: list[StrictInt] = Field(default_factory=lambda: [4], min_length=1)
+    head_dim: list[StrictInt] = Field(default_factory=lambda: [64], min_length=1)
 
 
 class AttentionAxes(_SdpaAxes):
-    seq: list[int] | None = None
-    seq_q: list[int] | None = None
-    seq_kv: list[int] | None = None
+    seq: list[StrictInt] | None = None
+    seq_q: list[StrictInt] | None = None
+    seq_kv: list[StrictInt] | None = None
     causal: list[bool] = Field(default_factory=lambda: [False], min_length=1)
 
 
 class GemmAxes(_Strict):
     dtype: list[Literal["fp32", "fp16", "bf16", "fp8"]] = Field(default_factory=lambda: ["fp32"], min_length=1)
-    size: list[int] | None = None
-    m: list[int] | None = None
-    n: list[int] | None = None
-    k: list[int] | None = None
+    size: list[StrictInt] | None = None
+    m: list[StrictInt] | None = None
+    n: list[StrictInt] | None = None
+    k: list[StrictInt] | None = None
 
 
 class DecodeAxes(_SdpaAxes):
-    seq_kv: list[int] = Field(min_length=1)
+    seq_kv: list[StrictInt] = Field(min_length=1)
 
 
 class MeasureGrid(_Strict):
@@ -70,30 +70,73 @@ class MeasureGrid(_Strict):
     unfused: bool = False
     gemm: GemmAxes | None = None
     decode: DecodeAxes | None = None
-    source_file: str | None = None
+    _source: str = PrivateAttr(default="grid")
+
+    @property
+    def source_file(self) -> str:
+        """Where the grid came from (its YAML, or the --set flags), for error messages."""
+        return self._source
 
 
-def load_grid(path: str | Path) -> MeasureGrid:
-    data = load_yaml_file(Path(path))
+LIST_FIELDS = {"attention": AttentionAxes, "gemm": GemmAxes, "decode": DecodeAxes}
+
+
+def settings_to_grid(settings: dict) -> dict:
+    """``--set`` flags as grid fields: ``section.field=v1,v2`` (``attention.seq=256,512``,
+    ``gemm.size=512``) or a top-level field (``repeats=3``, ``unfused=true``); one value of a list field becomes a
+    one-item list."""
+    data: dict = {}
+    for key, value in settings.items():
+        section, _, field = key.partition(".")
+        if not field:
+            data[section] = value
+            continue
+        axes = LIST_FIELDS.get(section)
+        if axes is not None and field in axes.model_fields and not isinstance(value, list):
+            value = [value]
+        data.setdefault(section, {})
+        if not isinstance(data[section], dict):
+            raise SimlibInputError("--set", key, f"{section} is set as a whole and by field; give one")
+        data[section][field] = value
+    return data
+
+
+def load_grid(path: str | Path | None = None, settings: dict | None = None) -> MeasureGrid:
+    """The grid from a YAML file, from ``--set`` flags (:func:`settings_to_grid`), or the file with the flags
+    overriding its fields."""
+    source = str(path) if path is not None else "--set"
+    data = load_yaml_file(Path(path)) if path is not None else {}
+    for section, value in settings_to_grid(settings or {}).items():
+        if isinstance(value, dict) and isinstance(data.get(section), dict):
+            data[section] = {**data[section], **value}
+        else:
+            data[section] = value
     try:
-        grid = MeasureGrid.model_validate({**data, "source_file": str(path)})
+        grid = MeasureGrid.model_validate(data)
     except ValidationError as exc:
-        raise_for_validation(str(path), MeasureGrid, exc)
+        raise_for_validation(source, MeasureGrid, exc)
+    grid._source = source
     for name, axes in (("attention", grid.attention), ("gemm", grid.gemm), ("decode", grid.decode)):
         if axes is None:
             continue
         for field, values in axes.model_dump().items():
             if isinstance(values, list) and any(isinstance(v, int) and not isinstance(v, bool) and v <= 0
                                                 for v in values):
-                raise SimlibInputError(str(path), f"{name}.{field}", "sizes must be positive integers")
+                raise SimlibInputError(source, f"{name}.{field}", "sizes must be positive integers")
+    if grid.unfused and grid.attention is None:
+        raise SimlibInputError(source, "unfused", "unfused attention runs on the attention section's shapes: "
+                                                  "give an attention section")
+    if not (grid.attention or grid.gemm or grid.decode):
+        raise SimlibInputError(source, "attention", "the grid has no cases: expected an attention, decode or "
+                                                    "gemm section")
     return grid
 
 
-def _seq_pairs(axes: AttentionAxes) -> list[tuple[int, int]]:
+def _seq_pairs(axes: AttentionAxes, source: str) -> list[tuple[int, int]]:
     if axes.seq is not None:
         return [(s, s) for s in axes.seq]
     if axes.seq_q is None or axes.seq_kv is None:
-        raise SimlibInputError(None, "attention.seq", "give seq, or both seq_q and seq_kv")
+        raise SimlibInputError(source, "attention.seq", "give seq, or both seq_q and seq_kv")
     return list(itertools.product(axes.seq_q, axes.seq_kv))
 
 
@@ -102,10 +145,11 @@ def expand(grid: MeasureGrid) -> list[dict]:
     cases = []
     if grid.attention:
         a = grid.attention
-        shapes = list(itertools.product(a.dtype, a.batch, a.heads, _seq_pairs(a), a.head_dim, a.causal))
+        shapes = list(itertools.product(a.dtype, a.batch, a.heads, _seq_pairs(a, grid.source_file), a.head_dim,
+                                        a.causal))
         for backend, (dtype, b, h, (sq, skv), d, causal) in itertools.product(a.backends, shapes):
             cases.append({"op": "sdpa", "backend": backend, "dtype": dtype, "batch": b, "heads": h, "seq_q": sq,
-                          "seq_kv": skv, "head_dim": d, "causal": causal})
+                          "seq_kv": skv, "head_dim": d, "causal": causal, "section": "attention"})
         if grid.unfused:
             for dtype, b, h, (sq, skv), d, causal in shapes:
                 cases.append({"op": "attention_unfused", "backend": "torch", "dtype": dtype, "batch": b,
@@ -115,7 +159,7 @@ def expand(grid: MeasureGrid) -> list[dict]:
         for backend, dtype, b, h, skv, d in itertools.product(a.backends, a.dtype, a.batch, a.heads, a.seq_kv,
                                                               a.head_dim):
             cases.append({"op": "sdpa", "backend": backend, "dtype": dtype, "batch": b, "heads": h, "seq_q": 1,
-                          "seq_kv": skv, "head_dim": d, "causal": False})
+                          "seq_kv": skv, "head_dim": d, "causal": False, "section": "decode"})
     if grid.gemm:
         g = grid.gemm
         sizes = [(s, s, s) for s in g.size] if g.size else list(itertools.product(g.m or [], g.n or [], g.k or []))

@@ -22,6 +22,8 @@ from simlib.measure.grid import MeasureGrid, expand
 PROBE_EVERY = 24
 TRACE_COLUMNS = ("op", "backend", "dtype", "batch", "heads", "seq_q", "seq_kv", "head_dim", "causal", "m", "n", "k",
                  "measured_s", "p10_s", "p90_s", "repeats", "device", "hardware")
+NUMERIC_COLUMNS = ("batch", "heads", "seq_q", "seq_kv", "head_dim", "m", "n", "k", "measured_s", "p10_s", "p90_s",
+                   "repeats")
 
 
 def _torch():
@@ -163,17 +165,33 @@ def _time(torch, fn, device: str, warmup: int, repeats: int) -> np.ndarray:
     return np.array(times)
 
 
-def check_backends(torch, cases: list[dict], device: str) -> None:
+def check_backends(torch, cases: list[dict], device: str, source: str = "grid") -> None:
     """Every asked SDPA backend must run on this device and dtype: a tiny call each, before measuring."""
     from torch.nn.attention import sdpa_kernel
-    for backend, dtype in sorted({(c["backend"], c["dtype"]) for c in cases if c["op"] == "sdpa"}):
+    asked = sorted({(c["backend"], c["dtype"], c.get("section", "attention")) for c in cases if c["op"] == "sdpa"})
+    for backend, dtype, section in asked:
         q = torch.randn(1, 1, 16, 64, device=device, dtype=_dtype(torch, dtype))
         try:
             with sdpa_kernel(_backend(backend)):
                 torch.nn.functional.scaled_dot_product_attention(q, q, q)
         except RuntimeError:
-            raise SimlibInputError("grid", "attention.backends", f"SDPA backend '{backend}' is not available on "
-                                                                 f"{device} for {dtype}") from None
+            raise SimlibInputError(source, f"{section}.backends", f"SDPA backend '{backend}' is not available "
+                                                                  f"on {device} for {dtype}") from None
+
+
+def check_output(out: Path) -> None:
+    """The trace path must be a file we can write (its folder is created): checked before measuring."""
+    if out.suffix not in (".csv", ".parquet"):
+        raise SimlibInputError(str(out), "--out", "expected a .csv or .parquet trace file")
+    if out.is_dir():
+        raise SimlibInputError(str(out), "--out", "is a folder; expected a trace file")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        probe = out.with_name(out.name + ".partial")
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise SimlibInputError(str(out), "--out", f"cannot write the trace there: {exc.strerror or exc}") from None
 
 
 def _write_trace(out: Path, header: list[str], cases: list[dict], times: dict[int, list[float]], facts: dict,
@@ -182,7 +200,7 @@ def _write_trace(out: Path, header: list[str], cases: list[dict], times: dict[in
     run never leaves a half-written row; returns the rows written."""
     partial = out.with_name(out.name + ".partial")
     try:
-        written = _write_rows(partial, header, cases, times, facts, hardware)
+        written = _write_rows(partial, header, cases, times, facts, hardware, parquet=out.suffix == ".parquet")
         os.replace(partial, out)
     finally:
         partial.unlink(missing_ok=True)
@@ -190,22 +208,34 @@ def _write_trace(out: Path, header: list[str], cases: list[dict], times: dict[in
 
 
 def _write_rows(path: Path, header: list[str], cases: list[dict], times: dict[int, list[float]], facts: dict,
-                hardware: str) -> int:
-    """Header lines, then one row per measured case: median, 10th and 90th percentile of its pooled runs."""
-    written = 0
+                hardware: str, parquet: bool = False) -> int:
+    """Header lines, then one row per measured case: median, 10th and 90th percentile of its pooled runs. As
+    Parquet, the header lines are the file's key-value metadata."""
+    rows = []
+    for index, case in enumerate(cases):
+        if index not in times:
+            continue
+        sample = np.array(times[index])
+        rows.append({**{c: case.get(c, "") for c in TRACE_COLUMNS}, "measured_s": float(np.median(sample)),
+                     "p10_s": float(np.percentile(sample, 10)), "p90_s": float(np.percentile(sample, 90)),
+                     "repeats": len(sample), "device": facts["device_name"], "hardware": hardware})
+    if parquet:
+        import pandas as pd
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+        frame = pd.DataFrame(rows, columns=list(TRACE_COLUMNS)).replace("", None)
+        for column in NUMERIC_COLUMNS:
+            frame[column] = pd.to_numeric(frame[column], errors="coerce")
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        meta = dict(line.split(": ", 1) for line in header if ": " in line)
+        pq.write_table(table.replace_schema_metadata({**(table.schema.metadata or {}), **meta}), path)
+        return len(rows)
     with path.open("w", newline="") as handle:
         handle.write("".join(f"# {line}\n" for line in header))
-        writer = csv.DictWriter(handle, fieldnames=TRACE_COLUMNS)
+        writer = csv.DictWriter(handle, fieldnames=TRACE_COLUMNS, lineterminator="\n")
         writer.writeheader()
-        for index, case in enumerate(cases):
-            if index not in times:
-                continue
-            sample = np.array(times[index])
-            writer.writerow({**{c: case.get(c, "") for c in TRACE_COLUMNS}, "measured_s": float(np.median(sample)),
-                             "p10_s": float(np.percentile(sample, 10)), "p90_s": float(np.percentile(sample, 90)),
-                             "repeats": len(sample), "device": facts["device_name"], "hardware": hardware})
-            written += 1
-    return written
+        writer.writerows(rows)
+    return len(rows)
 
 
 def measure(grid: MeasureGrid, out: str | Path, hardware: str, profile: bool = False, echo=print,
@@ -225,13 +255,17 @@ def measure(grid: MeasureGrid, out: str | Path, hardware: str, profile: bool = F
     if device == "cuda" and not torch.cuda.is_available():
         raise SimlibInputError(grid.source_file or "grid", "device", "cuda asked, but torch sees no GPU")
     cases = expand(grid)
-    check_backends(torch, cases, device)
+    out = Path(out)
+    check_output(out)
+    if hardware is not None:
+        from simlib.hardware.catalog import load_hardware
+        beside = out.parent / hardware
+        load_hardware(str(beside) if beside.is_file() else hardware)      # validate looks it up the same way
+    check_backends(torch, cases, device, grid.source_file)
     facts = device_facts(torch, device)
     threshold = pin_malloc_threshold() if device == "cpu" else None
     if threshold is not None:
         facts["malloc_threshold_bytes"] = threshold
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     probes = []
     if calibrate_out is not None:
         from simlib.measure.calibrate import calibration_probes, write_from_seconds
@@ -276,7 +310,13 @@ def measure(grid: MeasureGrid, out: str | Path, hardware: str, profile: bool = F
              + (f"; {calibrate_out} is written after each round" if probes else ""))
         raise
     if profile:
-        _profile(torch, cases, device, out.with_suffix(".trace.json"))
+        chrome = out.with_suffix(".trace.json")
+        try:
+            _profile(torch, cases, device, chrome)
+        except RuntimeError as exc:
+            raise SimlibInputError(str(chrome), "--profile", f"torch.profiler failed: "
+                                                             f"{str(exc).splitlines()[0]}; the trace is kept") from None
+        echo(f"wrote the profiler's Chrome trace to {chrome}")
     return len(times)
 
 

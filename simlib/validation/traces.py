@@ -38,28 +38,60 @@ SDPA_BACKENDS = {"math": "standard", "flash": "flash2", "efficient": "flash2", "
 
 
 def read_trace(path: str | Path) -> tuple[dict, pd.DataFrame]:
-    """(metadata from the ``# key: value`` lines, rows)."""
+    """(metadata, rows) of a CSV trace (metadata from its ``# key: value`` lines) or a Parquet trace (metadata
+    in the file's key-value metadata, as ``simlib measure`` writes it). Blank rows are skipped; every row needs
+    an op and a positive measured time."""
     path = Path(path)
+    if path.suffix == ".parquet":
+        meta, table = _read_parquet(path)
+    else:
+        meta, table = _read_csv(path)
+    table = table.dropna(how="all").reset_index(drop=True)
+    if table.empty:
+        raise SimlibInputError(str(path), None, "the trace has no rows")
+    missing = [c for c in REQUIRED if c not in table.columns]
+    if missing:
+        raise SimlibInputError(str(path), missing[0], f"missing column; a trace needs {', '.join(REQUIRED)}")
+    measured = pd.to_numeric(table["measured_s"], errors="coerce")
+    for number, (op, seconds) in enumerate(zip(table["op"], measured), start=1):
+        if not isinstance(op, str) or not op.strip():
+            raise SimlibInputError(str(path), f"row {number}", "expected an op name in the op column")
+        if not seconds > 0:
+            raise SimlibInputError(str(path), f"row {number}", f"measured_s: expected a positive time in "
+                                                               f"seconds, got {table['measured_s'][number - 1]}")
+    table["measured_s"] = measured
+    return meta, table
+
+
+def _read_csv(path: Path) -> tuple[dict, pd.DataFrame]:
     try:
         text = path.read_text()
-    except OSError as exc:
-        raise SimlibInputError(str(path), None, f"cannot read the trace: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SimlibInputError(str(path), None, f"cannot read the trace as CSV text: {exc}") from None
     meta = {}
     for line in text.splitlines():
         if line.startswith("#") and ":" in line:
             key, value = line[1:].split(":", 1)
             meta[key.strip()] = value.strip()
-    body = "\n".join(line for line in text.splitlines() if line and not line.startswith("#"))
+    body = "\n".join(line for line in text.splitlines() if line.strip() and not line.startswith("#"))
     if not body:
         raise SimlibInputError(str(path), None, "the trace has no rows")
     try:
-        table = pd.read_csv(io.StringIO(body))
+        return meta, pd.read_csv(io.StringIO(body))
     except pd.errors.ParserError as exc:
         raise SimlibInputError(str(path), None, f"not a CSV table: {str(exc).splitlines()[0]}") from None
-    missing = [c for c in REQUIRED if c not in table.columns]
-    if missing:
-        raise SimlibInputError(str(path), missing[0], f"missing column; a trace needs {', '.join(REQUIRED)}")
-    return meta, table
+
+
+def _read_parquet(path: Path) -> tuple[dict, pd.DataFrame]:
+    import pyarrow
+    import pyarrow.parquet as pq
+    try:
+        table = pq.read_table(path)
+    except (OSError, pyarrow.ArrowException) as exc:
+        raise SimlibInputError(str(path), None, f"cannot read the trace as Parquet: {exc}") from None
+    meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()
+            if not k.startswith(b"pandas")}
+    return meta, table.to_pandas()
 
 
 def is_true(values) -> np.ndarray:
@@ -68,7 +100,10 @@ def is_true(values) -> np.ndarray:
 
 
 def _int(row, name):
-    return int(row[name])
+    value = float(row[name])
+    if not value.is_integer():
+        raise ValueError(f"{name}: expected a whole number, got {row[name]!r}")
+    return int(value)
 
 
 def _cascade_attention(row, hw: HardwareSpec, workload: str, execution: str) -> float:
@@ -137,7 +172,7 @@ def validate_trace(path: str | Path, hardware: str | None = None) -> pd.DataFram
             raise SimlibInputError(str(path), "hardware", "no hardware column or '# hardware:' line; give --hardware")
         if name not in cache:
             beside = Path(path).parent / name
-            cache[name] = load_hardware(str(beside) if not Path(name).exists() and beside.exists() else name)
+            cache[name] = load_hardware(str(beside) if beside.is_file() else name)   # beside the trace first
         try:
             predicted.append(PREDICTORS[row["op"]](row, cache[name], path))
         except (KeyError, ValueError, TypeError) as exc:

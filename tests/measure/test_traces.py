@@ -98,13 +98,22 @@ def test_live_calibrate_measure_validate_cycle(tmp_path):
     assert len(rows) == 5 and {"op", "measured_s", "predicted_s"} <= set(rows[0])
     for row in rows:        # the pipeline's arithmetic, on whatever this machine measured
         assert float(row["error"]) == pytest.approx(float(row["predicted_s"]) / float(row["measured_s"]) - 1)
+    # the 128^3 fp32 GEMM's roofline worked from the calibrated YAML: max(2 n^3 FLOPs at the measured fp32 rate,
+    # 3 n^2 fp32 elements at the measured copy bandwidth; the 64 KiB output is below the fresh-write threshold)
+    spec = yaml.safe_load(hw.read_text())
+    dram = next(level for level in spec["memory"] if level["kind"] == "dram")
+    assert dram.get("fresh_write_min_bytes", 2**25) > 4 * 128 ** 2
+    by_hand = max(2 * 128 ** 3 / (spec["compute"]["matrix"]["peak_tflops"]["fp32"] * 1e12),
+                  4 * 3 * 128 ** 2 / dram["bandwidth_bytes_per_s"])
     gemm = next(r for r in rows if r["op"] == "gemm" and float(r["m"]) == 128)
-    assert float(gemm["predicted_s"]) == pytest.approx(predict("gemm", str(hw), M=128, N=128, K=128,
-                                                               dtype="fp32").time_s)
-    table = validate_trace(trace)
-    summary = mape_by_group(table)
-    assert summary.iloc[-1]["mape"] == pytest.approx(float(np.mean(np.abs(table["error"]))))
-    assert (tmp_path / "report" / "trace_predicted_vs_measured.png").stat().st_size > 5_000
+    assert float(gemm["predicted_s"]) == pytest.approx(by_hand, rel=1e-9)
+    # the printed summary is the mean |error| of the CSV's rows, per op and over all
+    overall = float(np.mean([abs(float(r["error"])) for r in rows]))
+    assert mape_by_group(validate_trace(trace)).iloc[-1]["mape"] == pytest.approx(overall, rel=1e-6)
+    assert f"{overall:.3f}" in out.stdout                      # the printed MAPE table's overall row
+    assert f"{sum(abs(float(r['error'])) <= 0.25 for r in rows)} of 5 rows within 25%" in out.stdout
+    for name in ("trace_predicted_vs_measured.png", "trace_error_vs_size.png"):
+        assert (tmp_path / "report" / name).stat().st_size > 5_000
 
 
 def test_rounds_pool_every_run_and_calibration_runs_in_the_same_rounds(tmp_path):
@@ -190,3 +199,68 @@ def test_ctrl_c_keeps_the_rows_measured(tmp_path):
 def test_prepared_gpu_grid_is_valid():
     # 2 backends x 7 lengths x 2 head dims x 2 causal, 2 decode backends x 2 batches x 3 lengths, 5 GEMMs
     assert len(expand(load_grid(TRACE_DIR / "gpu" / "h200-grid.yaml"))) == 56 + 12 + 5
+
+
+@pytest.mark.parametrize("body, fragment", [
+    ("op,measured_s\ngemm,fast\n", "row 1: measured_s: expected a positive time in seconds, got fast"),
+    ("op,measured_s\ngemm,0\n", "row 1: measured_s: expected a positive time in seconds, got 0"),
+    ("op,measured_s\n", "the trace has no rows"),
+    ("op,m,n,k,dtype,measured_s\ngemm,128.5,128,128,fp32,0.001\n", "m: expected a whole number, got 128.5"),
+    ("op,measured_s\n,0.001\n", "row 1: expected an op name"),
+])
+def test_bad_trace_rows(tmp_path, body, fragment):
+    trace = tmp_path / "t.csv"
+    trace.write_text("# hardware: a100\n" + body)
+    out = run("validate", str(trace), "--no-report")
+    assert out.returncode == 2 and "Traceback" not in out.stderr and fragment in out.stderr, out.stderr
+
+
+def test_blank_rows_are_skipped_and_outputs_that_cannot_be_written_exit_2(tmp_path):
+    trace = tmp_path / "t.csv"
+    trace.write_text("# hardware: a100\nop,m,n,k,dtype,measured_s\ngemm,128,128,128,fp32,0.001\n,,,,,\n\n")
+    out = run("validate", str(trace), "--no-report", "--json")
+    assert out.returncode == 0, out.stderr
+    assert len(__import__("json").loads(out.stdout)) == 1
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    for args in (["--out", str(blocker / "e.csv"), "--no-report"], ["--report", str(blocker / "plots")]):
+        out = run("validate", str(trace), *args)
+        assert out.returncode == 2 and "Traceback" not in out.stderr and str(blocker) in out.stderr
+
+
+def test_grid_from_flags_and_a_parquet_trace_round_trip(tmp_path):
+    pytest.importorskip("torch")
+    trace = tmp_path / "t.parquet"
+    out = run("measure", "--out", str(trace), "--hardware", "a100", "--set", "device=cpu", "--set", "repeats=1",
+              "--set", "warmup=0", "--set", "gemm.size=64,96")
+    assert out.returncode == 0, out.stderr
+    meta, table = read_trace(trace)
+    assert meta["hardware"] == "a100" and list(table["m"]) == [64, 96] and (table["measured_s"] > 0).all()
+    validated = validate_trace(trace)
+    assert validated.loc[0, "predicted_s"] == pytest.approx(predict("gemm", "a100", M=64, N=64, K=64,
+                                                                    dtype="fp32").time_s)
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--set", "gemm.size=64", "--hardware", "no_such_hw"], "unknown hardware 'no_such_hw'"),
+    (["--set", "unfused=true", "--hardware", "a100"], "give an attention section"),
+    (["--set", "repeats=2", "--hardware", "a100"], "the grid has no cases"),
+    (["--set", "attention.seq=true", "--hardware", "a100"], "attention.seq.0"),
+    (["--set", "decode.seq_kv=64", "--set", "decode.backends=efficient", "--set", "device=cpu", "--hardware",
+      "a100"], "decode.backends: SDPA backend 'efficient' is not available"),
+    (["--hardware", "a100"], "give a grid YAML, or the grid as --set"),
+])
+def test_bad_measure_settings(tmp_path, args, fragment):
+    pytest.importorskip("torch")
+    out = run("measure", "--out", str(tmp_path / "t.csv"), *args)
+    assert out.returncode == 2 and "Traceback" not in out.stderr and fragment in out.stderr, out.stderr
+
+
+def test_measure_output_must_be_a_writable_trace_file(tmp_path):
+    pytest.importorskip("torch")
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    for target, fragment in ((blocker / "t.csv", "cannot write the trace there"), (tmp_path, "expected a .csv"),
+                             (tmp_path / "t.txt", "expected a .csv or .parquet")):
+        out = run("measure", "--out", str(target), "--hardware", "a100", "--set", "gemm.size=64")
+        assert out.returncode == 2 and "Traceback" not in out.stderr and fragment in out.stderr, out.stderr

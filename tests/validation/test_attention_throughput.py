@@ -43,11 +43,11 @@ def test_grid_follows_the_paper(table):
     assert len(t) == 48
 
 
-def test_validate_command_prints_the_error_table(table):
-    out = subprocess.run([sys.executable, "-m", "simlib.cli.main", "validate", "attention", "--tolerance", "0.2"],
-                         capture_output=True,
-                         text=True)
+def test_validate_command_prints_the_error_table(table, tmp_path):
+    out = subprocess.run([sys.executable, "-m", "simlib.cli.main", "validate", "attention", "--tolerance", "0.2",
+                          "--report", str(tmp_path)], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
+    assert (tmp_path / "attention_predicted_vs_measured.png").stat().st_size > 5_000
     assert "published" in out.stdout and "error" in out.stdout
     within = int((table["error"].abs() <= 0.2).sum())
     assert f"{within} of 48 rows within 20%" in out.stdout

@@ -145,14 +145,18 @@ def model_table(model: str, data: dict | list[dict]) -> Table:
         return summary_table(f"{data['design']} on {data['hardware']}", flat)
     rows = data if isinstance(data, list) else [data]
     table = Table(title=f"{model} on {rows[0]['hardware']}")
-    columns = ["kernel", "time", "TFLOP/s", "HBM bytes", "block_q", "block_kv", "waves", "bound"]
+    columns = ["kernel", "time", "TFLOP/s", "matmul FLOPs", "exp ops", "other ops", "HBM bytes", "block_q",
+               "block_kv", "SRAM/block", "blocks", "waves", "bound"]
     if "speedup" in rows[0]:
         columns.append(f"speedup vs {rows[0]['kernel']}")
     for column in columns:
         table.add_column(column)
     for r in rows:
-        cells = [r["kernel"], si(r["time_s"], "s"), f"{r['tflops']:.1f}", si(r["bytes"]["dram"], "B"),
-                 str(r["block_q"] or "-"), str(r["block_kv"] or "-"), str(r["waves"] or "-"), r["bound"]]
+        sram = (r.get("smem_bytes_per_block") or 0) + (r.get("register_bytes_per_block") or 0)
+        cells = [r["kernel"], si(r["time_s"], "s"), f"{r['tflops']:.1f}", f"{r['flops']:.3g}",
+                 f"{r.get('exp_ops', 0):.3g}", f"{r.get('other_ops', 0):.3g}", si(r["bytes"]["dram"], "B"),
+                 str(r["block_q"] or "-"), str(r["block_kv"] or "-"), si(sram, "B") if sram else "-",
+                 f"{r['thread_blocks']:.0f}" if r.get("thread_blocks") else "-", str(r["waves"] or "-"), r["bound"]]
         if "speedup" in r:
             cells.append(f"{r['speedup']:.2f}x")
         table.add_row(*cells)

@@ -184,6 +184,6 @@ def frame_table(title: str, frame) -> Table:
 def print_tables(tables: list[Table]) -> None:
     console = Console()
     if not console.is_terminal:
-        console = Console(width=160)
+        console = Console(width=200)
     for table in tables:
         console.print(table)

@@ -7,7 +7,8 @@ from pydantic import BaseModel, ValidationError
 
 from simlib.errors import SimlibInputError
 
-INTERNAL_FIELDS = {"source_file"}   # set by the loaders from the file's path, not written in the YAML
+INTERNAL_FIELDS = {"source_file"}
+UNION_MEMBERS = {"int", "float", "str", "bool", "list", "dict", "none"}   # set by the loaders from the file's path, not written in the YAML
 
 
 def _allowed_fields(model: type[BaseModel], loc: tuple) -> list[str]:
@@ -38,7 +39,8 @@ def _model_in(annotation) -> type | None:
 def raise_for_validation(source: str, model: type[BaseModel], exc: ValidationError) -> None:
     errors = exc.errors()
     err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
-    loc = tuple(err["loc"])
+    # pydantic names the member of a union it tried (ranks.N.int); the user's field is the path without it
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and (p in UNION_MEMBERS or "[" in p)))
     field = ".".join(str(p) for p in loc) or None
     if err["type"] == "extra_forbidden":
         allowed = _allowed_fields(model, loc)
@@ -51,4 +53,6 @@ def raise_for_validation(source: str, model: type[BaseModel], exc: ValidationErr
     msg = err["msg"]
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]
-    raise SimlibInputError(source, field, f"{msg} (got {err.get('input')!r})") from None
+    # a whole-model check names its own fields; the input is then the whole file, too long to repeat
+    shown = "" if not loc or "got" in msg else f" (got {err.get('input')!r})"
+    raise SimlibInputError(source, field, f"{msg}{shown}") from None

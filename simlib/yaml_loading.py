@@ -5,6 +5,7 @@ loader below raises instead.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,16 @@ class _StrictLoader(yaml.SafeLoader):
                 raise _DuplicateKey(str(key), seen[key], line)
             seen[key] = line
         return super().construct_mapping(node, deep=deep)
+
+
+# YAML 1.2 floats: PyYAML (YAML 1.1) reads 2.039e12 or 8e3 as strings (its exponent needs a sign and its
+# mantissa a dot), which a schema would then coerce or refuse; here they are numbers, as in YAML 1.2 and JSON.
+_StrictLoader.yaml_implicit_resolvers = {key: list(value)
+                                         for key, value in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_StrictLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."))
 
 
 def load_yaml_file(path: Path) -> dict:

@@ -53,7 +53,8 @@ def hardware_detail(hw: HardwareSpec) -> list[Table]:
         units.add_column(column)
     for name, unit in hw.compute.items():
         dtypes = hw.unit_dtypes(unit) or ["any"]
-        rates = ", ".join(f"{d}: {si(2 * (hw.issue_rate(name, d if d != 'any' else 'fp32') or 0), 'op/s')}"
+        per_slot = 2 if "mac" in unit.operations else 1        # a MAC slot is 2 FLOPs; an exp slot one op
+        rates = ", ".join(f"{d}: {si(per_slot * (hw.issue_rate(name, d if d != 'any' else 'fp32') or 0), 'op/s')}"
                           for d in dtypes)
         units.add_row(name, unit.kind, ", ".join(unit.operations), rates)
     memory = Table(title="memory levels (outside in)")

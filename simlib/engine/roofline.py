@@ -121,7 +121,7 @@ def predict_cascade(bound: BoundWorkload, hw: HardwareSpec, sustained: bool = Fa
         flops=flops, flops_by_kind=flops_by_kind, ops=total_ops, bytes=bytes_by_level,
         spill_bytes=traffic.spill_bytes,
         arithmetic_intensity=flops / dram_bytes if dram_bytes else float("inf"),
-        fraction_of_peak=(flops / time_s) / peak if peak and time_s else None,
+        fraction_of_peak=(flops_by_kind["mac"] / time_s) / peak if peak and time_s else None,
         unit_time_s=dict(unit_total), level_time_s=level_time,
         utilization={k: v / time_s if time_s else 0.0 for k, v in busy.items()},
         passes=cascade.pass_counts(),

@@ -22,7 +22,18 @@ OpName = Literal["mac", "mul", "add", "max", "exp", "div"]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Unknown fields are errors, and numbers must be written as numbers: pydantic would otherwise read
+    ``true`` as 1 or the string '2' as 2."""
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _numbers_are_numbers(cls, value, info):
+        annotation = str(cls.model_fields[info.field_name].annotation)
+        numeric = ("float" in annotation or "int" in annotation) and "str" not in annotation
+        if numeric and isinstance(value, (bool, str)):
+            raise ValueError(f"expected a number, got {value!r}")
+        return value
 
 
 class MemoryLevel(_Strict):
@@ -67,6 +78,14 @@ class ComputeUnit(_Strict):
     ops_per_cycle: float | None = Field(default=None, gt=0)
     dtypes: list[DtypeName] | None = None
     energy_pj_per_op: dict[OpName, float] | None = None
+
+    @field_validator("energy_pj_per_op")
+    @classmethod
+    def _non_negative_energy(cls, value):
+        for op, energy in (value or {}).items():
+            if not energy >= 0:
+                raise ValueError(f"energy for {op} must be >= 0")
+        return value
     # Fraction of the peak that warp-synchronous MMA instructions (mma.sync, the Ampere-style path used by
     # FlashAttention-1/2) reach; on Hopper only the asynchronous warpgroup instructions (wgmma) reach the peak.
     warp_mma_fraction_of_peak: float = Field(default=1.0, gt=0, le=1)
@@ -141,9 +160,31 @@ class HardwareSpec(_Strict):
         words = any(level.capacity_words is not None for level in self.memory)
         if words and self.word_bits is None:
             raise ValueError("capacity_words needs word_bits")
+        names = [level.name for level in self.memory]
+        if len(set(names)) != len(names):
+            raise ValueError(f"memory level names must differ, got {names}")
+        if self.memory[0].bandwidth_bytes_per_s is None:
+            raise ValueError(f"memory level {self.memory[0].name} (dram) needs bandwidth_bytes_per_s")
         for level in self.memory:
             if level.per is not None and level.per not in self.compute and level.per != "processor":
                 raise ValueError(f"memory level {level.name}: per must be 'processor' or a compute unit name")
+            if level.per == "processor" and self.processors is None:
+                raise ValueError(f"memory level {level.name}: per 'processor' needs 'processors'")
+        for op, parts in self.op_decomposition.items():
+            if any(not count > 0 for count in parts.values()):
+                raise ValueError(f"op_decomposition.{op}: counts must be > 0")
+            seen, frontier = {op}, set(parts)
+            while frontier:
+                if op in frontier:
+                    raise ValueError(f"op_decomposition.{op}: decomposes into itself")
+                seen |= frontier
+                frontier = {sub for o in frontier for sub in self.op_decomposition.get(o, {})} - (seen - {op})
+        for name, unit in self.compute.items():
+            for dtype, rate in (unit.sustained_tflops or {}).items():
+                peak = (unit.peak_tflops or {}).get(dtype)
+                if peak is None or rate > peak:
+                    raise ValueError(f"compute.{name}.sustained_tflops.{dtype}: expected at most the peak_tflops "
+                                     f"for {dtype} ({peak})")
         for name, unit in self.compute.items():
             if unit.ops_per_cycle_per_processor is not None and self.processors is None:
                 raise ValueError(f"compute.{name}: ops_per_cycle_per_processor needs 'processors'")

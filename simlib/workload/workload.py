@@ -79,8 +79,11 @@ class Workload:
                     if not names_in(node) <= set(env) | {"ceil", "floor", "min", "max"}:
                         continue
                     value = evaluate(node, env)
-                except (ExpressionError, ZeroDivisionError, TypeError) as exc:
+                except (ExpressionError, ZeroDivisionError, TypeError, OverflowError) as exc:
                     raise SimlibInputError(self.source, f"ranks.{rank}", f"cannot evaluate '{binding}': {exc}")
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                    raise SimlibInputError(self.source, f"ranks.{rank}", f"'{binding}' = {value!r}; expected a "
+                                                                         f"positive whole number")
                 if isinstance(value, float) and not value.is_integer():
                     raise SimlibInputError(self.source, f"ranks.{rank}",
                                            f"'{binding}' = {value:g} is not a whole number; expected an integer size")
@@ -226,4 +229,37 @@ def workload_from_spec(spec: WorkloadSpec, source: str) -> Workload:
         raise SimlibInputError(source, exc.field, str(exc)) from None
     if spec.stream_rank is not None and spec.stream_rank not in spec.ranks:
         raise SimlibInputError(source, "stream_rank", f"rank {spec.stream_rank} is not bound under 'ranks'")
+    _check_tensors_and_ranks(spec, cascade, einsums, source)
     return Workload(spec=spec, cascade=cascade, source=source)
+
+
+def _check_tensors_and_ranks(spec: WorkloadSpec, cascade: Cascade, einsums: list, source: str) -> None:
+    """What a typo would otherwise turn silently into a different cascade: in a cascade that declares its
+    tensors, an input read but never declared (a misspelt name becomes a new input), a declared tensor no Einsum uses, a batch rank also used as an index
+    (it would be counted twice), a stream rank no Einsum iterates, an output that only re-indexes another
+    tensor (it costs nothing), or no input at all."""
+    if not cascade.inputs:
+        raise SimlibInputError(source, "einsums", "the cascade reads no input tensor; expected at least one")
+    for name in cascade.inputs if spec.tensors else ():       # a cascade that declares tensors declares its inputs
+        if name not in spec.tensors:
+            raise SimlibInputError(source, "tensors", f"{name} is read but never written and not declared under "
+                                                      f"'tensors' (a misspelling?); expected its declaration, "
+                                                      f"e.g. {name}: {{ranks: [...]}}")
+    used = {ref.name for einsum in einsums for ref in (einsum.output, *einsum.reads)}
+    for name in spec.tensors:
+        if name not in used:
+            raise SimlibInputError(source, f"tensors.{name}", "declared but no Einsum reads or writes it")
+    iterated = {member for einsum in einsums for v in einsum.variables
+                for member in cascade.rank_families.get(rank_of(v), frozenset({rank_of(v)}))}
+    for rank in spec.batch_ranks:
+        if rank in iterated:
+            raise SimlibInputError(source, "batch_ranks", f"rank {rank} is also an index of the Einsums; a batch "
+                                                          f"rank multiplies the whole cascade and is not indexed")
+    if spec.stream_rank is not None and spec.stream_rank not in iterated:
+        raise SimlibInputError(source, "stream_rank", f"no Einsum iterates rank {spec.stream_rank}; expected one "
+                                                      f"of: {', '.join(sorted(iterated))}")
+    for name in cascade.outputs:
+        writer = next(e for e in einsums if e.output.name == name and e.kind != "init")
+        if writer.kind == "view":
+            raise SimlibInputError(source, f"einsums '{writer.text}'", f"the output {name} only re-indexes "
+                                                                       f"another tensor; expected a computed output")

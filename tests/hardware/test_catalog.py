@@ -106,3 +106,61 @@ def test_misspelled_field_suggests_the_right_one(data_dir):
 def test_unknown_catalog_name_suggests_close_match():
     with pytest.raises(SimlibInputError, match="did you mean 'h100'"):
         load_hardware("h10")
+
+
+TINY = """name: tiny
+family: gpu
+clock_ghz: 1.0
+processors: {count: 2}
+compute:
+  tc: {kind: matrix, operations: [mac], peak_tflops: {bf16: 2.0}}
+  vec: {kind: vector, operations: [mac, mul, add, max, div], peak_tflops: {fp32: 0.2}}
+  sfu: {kind: special, operations: [exp], ops_per_cycle_per_processor: 8}
+memory:
+  - {name: hbm, kind: dram, bandwidth_bytes_per_s: 1.0e11}
+  - {name: smem, kind: scratchpad, per: processor, capacity_bytes: 65536}
+"""
+
+
+@pytest.mark.parametrize("old, new, field, fragment", [
+    ("clock_ghz: 1.0", "clock_ghz: true", "clock_ghz", "expected a number, got True"),
+    ("count: 2}", "count: '2'}", "processors.count", "expected a number, got '2'"),
+    ("bandwidth_bytes_per_s: 1.0e11", "bandwidth_bytes_per_s: .inf", "memory.0.bandwidth_bytes_per_s", "finite"),
+    ("{name: hbm, kind: dram, bandwidth_bytes_per_s: 1.0e11}", "{name: hbm, kind: dram}", None,
+     "hbm (dram) needs bandwidth_bytes_per_s"),
+    ("name: smem,", "name: hbm,", None, "memory level names must differ"),
+    ("processors: {count: 2}\n", "op_decomposition: {div: {max: 2}, max: {div: 1}}\nprocessors: {count: 2}\n",
+     None, "decomposes into itself"),
+    ("processors: {count: 2}\n", "op_decomposition: {div: {mul: -1}}\nprocessors: {count: 2}\n", None,
+     "counts must be > 0"),
+    ("bf16: 2.0}}", "bf16: 2.0}, sustained_tflops: {bf16: 5.0}}", None, "at most the peak_tflops for bf16"),
+    ("family: gpu\n", "family: spatial\n", None, None),       # a spatial part may omit processors, but then...
+])
+def test_bad_hardware_values(tmp_path, old, new, field, fragment):
+    text = TINY.replace(old, new)
+    if fragment is None:                                       # ...a per-processor level cannot exist
+        text = text.replace("processors: {count: 2}\n", "").replace("ops_per_cycle_per_processor: 8",
+                                                                     "peak_tflops: {fp32: 0.1}")
+        fragment = "per 'processor' needs 'processors'"
+    path = tmp_path / "hw.yaml"
+    path.write_text(text)
+    with pytest.raises(SimlibInputError) as info:
+        load_hardware(str(path))
+    assert fragment in str(info.value) and (field is None or info.value.field == field)
+    assert len(str(info.value)) < 200                          # no dump of the whole file
+
+
+def test_yaml_floats_without_a_dot_or_exponent_sign_are_numbers(tmp_path):
+    path = tmp_path / "hw.yaml"
+    path.write_text(TINY.replace("1.0e11", "1e11").replace("65536", "6.5536e4"))
+    hw = load_hardware(str(path))
+    assert hw.dram.bandwidth_bytes_per_s == 1e11 and hw.level("smem").capacity_bytes == 65536
+
+
+def test_hardware_show_gives_special_units_in_operations_not_doubled():
+    # H100 SFU: 16 exp/clk/SM x 132 SMs x 1.83 GHz = 3.865 Top/s (one op per slot); tensor cores: MAC = 2 FLOPs
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-m", "simlib.cli.main", "hardware", "show", "h100"], capture_output=True,
+                         text=True).stdout
+    assert "any: 3.865 Top/s" in out and "bf16: 989.4 Top/s" in out

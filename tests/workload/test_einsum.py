@@ -52,3 +52,45 @@ def test_affine_index_offsets():
     assert constant == 0 and coefficients == {"m1": 64, "m0": 1}
     # largest element touched with M1 = 4 partitions of 64: 3*64 + 63
     assert index.max_value({"M0": 64}, {"m1": 4, "m0": 64}) == 255
+
+
+def _workload(tmp_path, text):
+    from simlib.workload.workload import load_workload
+    path = tmp_path / "w.yaml"
+    path.write_text(text)
+    return load_workload(str(path))
+
+
+ATTN = """name: w
+parameters: {M: 64, P: 64, E: 16, dtype: fp32}
+ranks: {M: M, P: P, E: E}
+tensors:
+  Q: {ranks: [E, P]}
+  K: {ranks: [E, M]}
+einsums:
+  - QK[m,p] = Q[e,p] * K[e,m]
+  - GM[p] = max_m QK[m,p]
+"""
+
+
+@pytest.mark.parametrize("old, new, fragment", [
+    ("Q[e,p] * K[e,m]", "Q[e,p] * KK[e,m]", "KK is read but never written and not declared"),
+    ("  K: {ranks: [E, M]}\n", "  K: {ranks: [E, M]}\n  V: {ranks: [M]}\n", "tensors.V: declared but no Einsum"),
+    ("ranks: {M: M, P: P, E: E}\n", "ranks: {M: M, P: P, E: E}\nbatch_ranks: [P]\n", "rank P is also an index"),
+    ("ranks: {M: M, P: P, E: E}\n", "ranks: {M: M, P: P, E: E, B: 2}\nstream_rank: B\n",
+     "no Einsum iterates rank B"),
+    ("  - GM[p] = max_m QK[m,p]\n", "  - GM[p] = max_m QK[m,p]\n  - Z[p] = GM[p]\n", "only re-indexes"),
+    ("M: 64,", "M: abc,", "expected a positive whole number"),
+])
+def test_cascades_a_typo_would_change_are_refused(tmp_path, old, new, fragment):
+    from simlib.errors import SimlibInputError
+    with pytest.raises(SimlibInputError, match=fragment):
+        _workload(tmp_path, ATTN.replace(old, new)).bind()
+
+
+def test_a_cascade_needs_an_input_and_yaml_exponents_are_numbers(tmp_path):
+    from simlib.errors import SimlibInputError
+    with pytest.raises(SimlibInputError, match="reads no input tensor"):
+        _workload(tmp_path, "name: c\nparameters: {M: 4}\nranks: {M: M}\neinsums: ['Z[m] = 2']\n")
+    bound = _workload(tmp_path, ATTN.replace("M: 64,", "M: 6.4e1,")).bind()
+    assert bound.rank_sizes["M"] == 64

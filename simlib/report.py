@@ -26,6 +26,10 @@ OUTPUTS = set(OUTPUT_COLUMNS)
 
 def _load(source: str | Path) -> tuple[pd.DataFrame, list[str], str]:
     path = Path(source)
+    if path.suffix not in (".parquet", ".yaml", ".yml"):
+        raise SimlibInputError(str(path), None, "expected a sweep's results (.parquet) or a sweep spec (.yaml)")
+    if not path.is_file():
+        raise SimlibInputError(str(path), None, "no such file")
     if path.suffix == ".parquet":
         try:
             frame = pd.read_parquet(path)
@@ -49,6 +53,11 @@ def build_report(source: str | Path, out: str | Path, metric: str = "time_s") ->
         raise SimlibInputError(str(source), metric, f"the results have no '{metric}' column")
     if not pd.api.types.is_numeric_dtype(frame[metric]) or pd.api.types.is_bool_dtype(frame[metric]):
         raise SimlibInputError(str(source), metric, f"'{metric}' is not a numeric column")
+    if frame[metric].isna().all():
+        raise SimlibInputError(str(source), metric, f"'{metric}' has no values (every row is empty)")
+    if "hardware" not in frame.columns:
+        raise SimlibInputError(str(source), "hardware", "the results have no 'hardware' column; expected a sweep's "
+                                                        "output (simlib sweep)")
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     sections = []
@@ -60,7 +69,7 @@ def build_report(source: str | Path, out: str | Path, metric: str = "time_s") ->
             fig.savefig(folder / image, dpi=110)
             plt.close(fig)
             sections.append(f"<h3>Roofline: {html.escape(name)}</h3><img src='{html.escape(image)}'>")
-    best = frame.loc[frame.groupby("hardware")[metric].idxmin()] if "hardware" in frame else frame.nsmallest(1, metric)
+    best = frame.loc[frame.dropna(subset=[metric]).groupby("hardware")[metric].idxmin()]
     sections.append("<h2>Best configuration per hardware</h2>" + _table_html(best))
     for axis in axes:
         fig, ax = plt.subplots(figsize=(5, 3.5))
@@ -77,9 +86,10 @@ def build_report(source: str | Path, out: str | Path, metric: str = "time_s") ->
         ax.set_ylabel(f"median {metric.replace('_s', ' (s)') if metric.endswith('_s') else metric}")
         ax.legend(fontsize=7)
         fig.tight_layout()
-        fig.savefig(folder / f"sensitivity_{axis}.png", dpi=110)
+        image = "sensitivity_" + "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in axis) + ".png"
+        fig.savefig(folder / image, dpi=110)
         plt.close(fig)
-        sections.append(f"<h3>Sensitivity to {html.escape(axis)}</h3><img src='sensitivity_{axis}.png'>")
+        sections.append(f"<h3>Sensitivity to {html.escape(axis)}</h3><img src='{html.escape(image)}'>")
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             "<style>body{font-family:sans-serif;max-width:1000px;margin:auto} img{max-width:100%} "
             "table{border-collapse:collapse;font-size:12px} td,th{padding:2px 6px;border-bottom:1px solid #ddd}"

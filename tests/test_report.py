@@ -68,3 +68,19 @@ def test_report_bad_input(tmp_path):
     assert out.returncode == 2 and "no 'joy' column" in out.stderr
     out = run("report", str(tmp_path / "missing.parquet"), "--out", str(tmp_path / "r"))
     assert out.returncode == 2 and "Traceback" not in out.stderr
+
+
+def test_report_refuses_results_it_cannot_draw(tmp_path):
+    import subprocess
+    import sys
+
+    import pandas as pd
+    pd.DataFrame({"seq": [1, 2], "time_s": [1.0, 2.0]}).to_parquet(tmp_path / "nohw.parquet")
+    pd.DataFrame({"seq": [1, 2], "time_s": [float("nan")] * 2, "hardware": ["a100"] * 2}).to_parquet(
+        tmp_path / "empty.parquet")
+    (tmp_path / "x.csv").write_text("a,b\n1,2\n")
+    for name, fragment in (("nohw.parquet", "no 'hardware' column"), ("empty.parquet", "has no values"),
+                           ("x.csv", "expected a sweep's results"), ("missing.parquet", "no such file")):
+        out = subprocess.run([sys.executable, "-m", "simlib.cli.main", "report", str(tmp_path / name), "--out",
+                              str(tmp_path / "r")], capture_output=True, text=True)
+        assert out.returncode == 2 and "Traceback" not in out.stderr and fragment in out.stderr, out.stderr

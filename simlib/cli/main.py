@@ -198,6 +198,10 @@ def frontier(name: str = typer.Argument(..., help="Frontier: 'tts' (cost-accurac
     with input_errors():
         if name != "tts":
             raise SimlibInputError(None, "frontier", f"unknown frontier {name!r} (expected: tts)")
+        if intensity is not None and not intensity > 0:
+            raise SimlibInputError(None, "--intensity", f"expected a positive FLOP per byte, got {intensity}")
+        if prompt_len <= 0:
+            raise SimlibInputError(None, "--prompt-len", f"expected a positive token count, got {prompt_len}")
         value = intensity or default_intensity(load_hardware(hardware), dtype)
         table = frontier_table(csv_path, value, prompt_len)
     if out:

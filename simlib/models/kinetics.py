@@ -49,7 +49,9 @@ def _attention(variant, *, c, g, n, heads, kv_heads, dl, budget=None, block_size
         return n * 4 * s * heads * dl, n * 4 * s * kv_heads * dl
     if variant == "blocktopk":
         b = local + block_size * block_topk
-        s = b * g - 0.5 * np.maximum(0, b - c) ** 2
+        # the reference's continuum sum holds while the budget is within the context (b <= c + g); beyond it
+        # every step reads its whole context, c·g + g²/2, which the formula equals at b = c + g
+        s = np.where(b <= c + g, b * g - 0.5 * np.maximum(0, b - c) ** 2, c * g + 0.5 * g ** 2)
         search_compute = np.floor((2 * c + g) / block_size) * g * heads * dl
         search_memory = np.floor((2 * c + n * g) / block_size) * g * kv_heads * dl
         return n * (4 * s * heads * dl + search_compute), n * 4 * s * kv_heads * dl + search_memory

@@ -18,6 +18,8 @@ BASELINES = ("unfused", "flat")
 
 
 def _parameters(settings: dict) -> dict:
+    if "seq" in settings and ("seq_q" in settings or "seq_kv" in settings):
+        raise SimlibInputError("--set", "seq", "given with seq_q or seq_kv; seq sets both, give one or the other")
     params = with_defaults("fusemax", DEFAULTS, settings)
     params["seq_q"] = params["seq_q"] or params["seq"]
     params["seq_kv"] = params["seq_kv"] or params["seq"]
@@ -34,7 +36,11 @@ def run_design(design_name: str, params: dict, hw: HardwareSpec | None = None) -
     """Attention alone, or with ``layer`` the whole layer (attention + projections + FFN on the 2D array)."""
     design = load_design(design_name)
     shape = load_model(params["model"])
-    args = (design, load_workload(design.cascade), hw or load_hardware(design.hardware))
+    hw = hw or load_hardware(design.hardware)
+    if params["dtype"] not in hw.all_dtypes():
+        raise SimlibInputError("--set", "dtype", f"{hw.name}'s arrays compute in {', '.join(sorted(hw.all_dtypes()))}"
+                                                 f", not {params['dtype']}")
+    args = (design, load_workload(design.cascade), hw)
     if params.get("layer"):
         if params["seq_q"] != params["seq_kv"]:
             raise SimlibInputError("--set", "seq_q", "a whole layer needs seq_q = seq_kv (self attention)")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from simlib.catalog_paths import WORKLOAD_DIR, resolve
 from simlib.engine.units import assign
@@ -40,6 +40,22 @@ class DesignSpec(_Strict):
     # register-file accesses per MAC on each array, a property of the dataflow (see the design files)
     rf_accesses_per_mac: dict[str, float] = Field(default_factory=dict)
     source_file: str | None = None
+
+    @field_validator("tile")
+    @classmethod
+    def _positive_tile(cls, value):
+        for rank, size in value.items():
+            if size <= 0:
+                raise ValueError(f"tile {rank} must be a positive number of elements, got {size}")
+        return value
+
+    @field_validator("rf_accesses_per_mac")
+    @classmethod
+    def _non_negative_accesses(cls, value):
+        for array, count in value.items():
+            if count < 0:
+                raise ValueError(f"{array}: register-file accesses per MAC must be >= 0, got {count}")
+        return value
 
 
 def _load(name_or_path: str, directory: Path, what: str, model: type[BaseModel]):
@@ -94,8 +110,17 @@ def check_binding(design: DesignSpec, workload: Workload, hw: HardwareSpec) -> d
                                            f"Einsum '{einsum.output.name}' needs '{op}', which no PE of {array} "
                                            f"supports (it has {', '.join(hw.compute[array].operations)})") from None
     for group_name in ("stages", "phases"):
-        for group in getattr(design, group_name) or []:
-            for name in group:
-                if name not in placed:
-                    raise SimlibInputError(source, group_name, f"'{name}' is not a bound Einsum")
+        groups = getattr(design, group_name)
+        if groups is None:
+            continue
+        listed = [name for group in groups for name in group]
+        for name in listed:
+            if name not in placed:
+                raise SimlibInputError(source, group_name, f"'{name}' is not a bound Einsum")
+        twice = sorted({name for name in listed if listed.count(name) > 1})
+        left_out = sorted(placed.keys() - set(listed))
+        if twice or left_out:
+            what = f"listed twice: {', '.join(twice)}" if twice else f"left out: {', '.join(left_out)}"
+            raise SimlibInputError(source, group_name, f"every bound Einsum goes in exactly one of the "
+                                                       f"{group_name}; {what}")
     return placed

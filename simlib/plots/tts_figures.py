@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 
 import matplotlib
@@ -34,8 +35,8 @@ def frontier_table(path: str | Path, intensity: float, prompt_len: int = 1000) -
     try:
         with path.open(newline="") as handle:
             rows = list(csv.DictReader(handle))
-    except OSError as exc:
-        raise SimlibInputError(str(path), None, f"cannot read the accuracy table: {exc}") from None
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise SimlibInputError(str(path), None, f"cannot read the accuracy table as CSV text: {exc}") from None
     if not rows:
         raise SimlibInputError(str(path), None, "the accuracy table has no rows")
     missing = [c for c in REQUIRED if c not in rows[0]]
@@ -43,8 +44,22 @@ def frontier_table(path: str | Path, intensity: float, prompt_len: int = 1000) -
         raise SimlibInputError(str(path), missing[0], f"missing column; expected {', '.join(REQUIRED)}")
     out = []
     for number, row in enumerate(rows, start=2):
+        where = f"{path}, line {number}"
+        if None in row or any(row[c] is None for c in REQUIRED):
+            fields = len([k for k in rows[0] if k is not None])
+            raise SimlibInputError(where, None, f"expected {fields} comma-separated fields, as in the header")
+        try:
+            accuracy = float(row["accuracy"])
+        except ValueError:
+            accuracy = math.nan
+        if not 0 <= accuracy <= 100:
+            raise SimlibInputError(where, "accuracy", f"expected a number from 0 to 1 (or a percentage), got "
+                                                      f"{row['accuracy']!r}")
         settings = {k: parse_value(v) for k, v in row.items() if v not in (None, "") and k not in
                     ("strategy", "accuracy")}
+        if isinstance(settings.get("gen_len"), list):
+            raise SimlibInputError(where, "gen_len", "expected one generation length per row (list each length "
+                                                     "on its own row)")
         settings.setdefault("prompt_len", prompt_len)
         try:
             params = tts_parameters(settings)
@@ -55,7 +70,7 @@ def frontier_table(path: str | Path, intensity: float, prompt_len: int = 1000) -
             raise SimlibInputError(f"{path}, line {number}", exc.field, exc.message) from None
         out.append({"model": params["model"], "strategy": row["strategy"], "samples": params["samples"],
                     "gen_len": params["gen_len"][0], "attention": params["attention"],
-                    "accuracy": float(row["accuracy"]), "eflops": float(cost["eflops"])})
+                    "accuracy": accuracy, "eflops": float(cost["eflops"])})
     table = pd.DataFrame(out)
     table["frontier"] = False
     for _, group in table.groupby("model"):

@@ -52,6 +52,15 @@ def load_spec(spec: str | Path | dict) -> SweepSpec:
     for name, value in loaded.fixed.items():
         if isinstance(value, (list, dict)):
             raise SimlibInputError(source, f"fixed.{name}", "expected one value; put lists under axes")
+    seen: dict[str, str] = {}
+    for axis, value in loaded.axes.items():
+        names = list(value["zip"]) if isinstance(value, dict) and isinstance(value.get("zip"), dict) else [axis]
+        for name in names:
+            if name in loaded.fixed:
+                raise SimlibInputError(source, f"fixed.{name}", f"also varied by axes.{axis}; give it in one place")
+            if name in seen:
+                raise SimlibInputError(source, f"axes.{axis}", f"{name} is already varied by axes.{seen[name]}")
+            seen[name] = axis
     return loaded
 
 

@@ -202,3 +202,28 @@ def test_model_yaml_with_an_unknown_field(tmp_path):
     bad.write_text("name: m\nhidden: 64\nheads: 2\nhead_dim: 32\nintermediate: 128\nlayers: 2\nwidth: 3\n")
     out = run("predict", "tts", "--hardware", "b200", "--set", f"model={bad}")
     assert out.returncode == 2 and "width" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_block_topk_budget_beyond_the_context_reads_the_whole_context_by_hand():
+    """Budget B = 64 + 16·256 = 4160 keys against a 10-token prompt and 100 generated tokens: every step reads
+    its whole context, the dense continuum c·g + g²/2 = 10·100 + 100²/2 = 6000 key reads per head and layer, plus
+    the block scoring, floor((2c + g)/b)·g = floor(120/16)·100 = 700 (compute, per head) — never negative."""
+    from simlib.models.kinetics import _attention
+    h, hk, dl = 16, 8, 128 * 28
+    compute, memory = _attention("blocktopk", c=10, g=100, n=1, heads=h, kv_heads=hk, dl=dl, block_size=16,
+                                 block_topk=256, local=64)
+    assert compute == pytest.approx(4 * 6000 * h * dl + 7 * 100 * h * dl)
+    assert memory == pytest.approx(4 * 6000 * hk * dl + 7 * 100 * hk * dl)
+
+
+@pytest.mark.parametrize("body, fragment", [
+    ("qwen3-0.6b,bon,4,1000,high\n", "accuracy: expected a number"),
+    ("qwen3-0.6b,bon,4\n", "line 2: expected 5 comma-separated fields"),
+    ("qwen3-0.6b,bon,4,1000,0.5,9\n", "line 2: expected 5 comma-separated fields"),
+    ('qwen3-0.6b,bon,4,"100,200",0.5\n', "gen_len: expected one generation length per row"),
+])
+def test_frontier_bad_rows(tmp_path, body, fragment):
+    table = tmp_path / "acc.csv"
+    table.write_text("model,strategy,samples,gen_len,accuracy\n" + body)
+    out = run("frontier", "tts", "--csv", str(table))
+    assert out.returncode == 2 and "Traceback" not in out.stderr and fragment in out.stderr, out.stderr

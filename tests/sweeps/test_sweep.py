@@ -123,6 +123,9 @@ def test_every_varied_setting_reaches_the_model():
 @pytest.mark.parametrize("change, args, fragment", [
     ({"axes": {"seq": {"logrange": [0, 512]}}}, [], "0 < low < high"),
     ({"constraints": ["kernel == 'flash2'"]}, [], "constraints[0]"),
+    ({"fixed": {**SPEC["fixed"], "seq": 4096}}, [], "also varied by axes.seq"),
+    ({"axes": {**SPEC["axes"], "pair": {"zip": {"seq": [1024], "head_dim": [64]}}}}, [],
+     "seq is already varied by axes.seq"),
     ({"hardware": ["a100"], "fixed": {**SPEC["fixed"], "kernel": "flash3"}}, ["--processes", "2"],
      "flash3 does not run on a100"),
 ])

@@ -134,8 +134,11 @@ def predict(workload: str = typer.Argument(..., help="Workload catalog name or p
 
 @app.command()
 def figure(name: str = typer.Argument(..., help="Figure set: 'attention', 'gna', 'fusemax' or 'tts'."),
-           hardware: str = typer.Option("a100", "--hardware", "-H"),
-           settings: Optional[List[str]] = typer.Option(None, "--set", help="gna: shape, window, stride, tiles."),
+           hardware: Optional[str] = typer.Option(None, "--hardware", "-H",
+                                                  help="attention: a100 unless given; gna: h100; tts: b200; "
+                                                       "fusemax: the designs' own."),
+           settings: Optional[List[str]] = typer.Option(None, "--set", help="gna only: shape, window, stride, "
+                                                                            "tiles."),
            out: str = typer.Option("reports/figures", "--out", help="Folder for the PNG files.")):
     """Draw a figure set into a folder (attention: TFLOP/s vs sequence length, HBM bytes vs block size; gna:
     speedup vs stride, one Q tile's visited KV tiles; fusemax: speedups, energy, utilization, per-Einsum
@@ -144,8 +147,13 @@ def figure(name: str = typer.Argument(..., help="Figure set: 'attention', 'gna',
 
     from simlib.plots.attention_figures import bytes_vs_block_size, throughput_vs_sequence
     from simlib.plots.gna_figures import speedup_vs_stride, visited_tiles_2d
+    defaults = {"attention": "a100", "gna": "h100", "tts": "b200"}
     with input_errors():
-        hw = load_hardware(hardware)
+        if name == "fusemax" and hardware is not None:
+            raise SimlibInputError(None, "--hardware", "the fusemax figures run each design on its own hardware")
+        if settings and name != "gna":
+            raise SimlibInputError(None, "--set", f"the {name} figures take no settings (only gna does)")
+        hw = load_hardware(hardware or defaults.get(name, "a100"))
         folder = Path(out)
         if name == "attention":
             figures = {f"tflops_vs_seq_{hw.name}": throughput_vs_sequence(hw),

@@ -17,6 +17,8 @@ def _sizes(name: str, value) -> tuple[int, ...]:
     parts = value.split("x") if isinstance(value, str) else [value]
     try:
         sizes = tuple(int(p) for p in parts)
+        if any(isinstance(p, float) or (isinstance(p, str) and not p.strip().isdigit()) for p in parts):
+            sizes = ()                                   # 8.5 is not a size, int() would cut it to 8
     except (TypeError, ValueError):
         sizes = ()
     if not sizes or any(isinstance(p, bool) for p in parts) or any(x <= 0 for x in sizes):

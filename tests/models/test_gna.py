@@ -191,6 +191,8 @@ def test_cli_default_tiles_follow_the_hardware():
     (["shape=30x48x80", "window=18x24x-4"], "expected positive integers"),
     (["shape=30x48x80"], "gna needs window"),
     (["shape=30x48x80", "window=18x24x24", "causal=1x0"], "causal"),
+    (["shape=64x64", "window=8.5"], "expected positive integers"),
+    (["shape=64x64", "window=8x8.5"], "expected positive integers"),
 ])
 def test_cli_bad_gna_input(settings, fragment):
     out = run("predict", "gna", "--hardware", "b200", *[a for s in settings for a in ("--set", s)])
@@ -247,3 +249,18 @@ def test_visited_tiles_picture_counts_match_the_simulator():
     # By hand for Q tile 8 along the stride-1 dimension: every query sees [103, 167] (last query's window start
     # 143 - 40, first query's end 128 - 40 + 79), which holds the 8-key tiles 13..20: 8 unmasked, times 5.
     assert (grid > 0).sum() == 60 and (grid == 2).sum() == 5 * 8
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["figure", "tts", "--set", "bogus=1"], "take no settings"),
+    (["figure", "fusemax", "--hardware", "h100"], "its own hardware"),
+])
+def test_figure_options_a_set_does_not_use_are_refused(tmp_path, args, fragment):
+    out = run(*args, "--out", str(tmp_path))
+    assert out.returncode == 2 and "Traceback" not in out.stderr and fragment in out.stderr, out.stderr
+
+
+def test_gna_figures_default_to_a_part_with_an_fmha_tile(tmp_path):
+    out = run("figure", "gna", "--out", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "gna_speedup_vs_stride_h100.png").stat().st_size > 10_000

@@ -86,7 +86,12 @@ def predict_gna_cli(hw: HardwareSpec, settings: dict) -> dict:
 
 def search_gna_cli(hw: HardwareSpec, settings: dict, top: int, block_sparse_only: bool):
     """Strides, dilations and tile shapes for a layout and window, best predicted speedups first; tile shapes
-    given with q_tile / kv_tile restrict the search to them."""
+    given with q_tile / kv_tile restrict the search to them. Strides and dilations are what it searches, so
+    giving one is an error rather than silently ignored."""
+    for name in ("stride", "dilation"):
+        if name in settings:
+            raise SimlibInputError("--set", name, f"search gna searches every {name}; give shape, window, causal, "
+                                                  f"tiles, batch, heads, head_dim or dtype")
     p = gna_parameters(hw, settings)
     return search_gna(hw, shape=p["shape"], window=p["window"], causal=p["causal"],
                       q_tiles=[p["q_tile"]] if p["q_tile"] else None, kv_tiles=[p["kv_tile"]] if p["kv_tile"] else None,

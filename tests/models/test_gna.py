@@ -252,11 +252,13 @@ def test_visited_tiles_picture_counts_match_the_simulator():
 
 
 @pytest.mark.parametrize("args, fragment", [
-    (["figure", "tts", "--set", "bogus=1"], "take no settings"),
-    (["figure", "fusemax", "--hardware", "h100"], "its own hardware"),
+    (["figure", "tts", "--set", "bogus=1", "--out"], "take no settings"),
+    (["figure", "fusemax", "--hardware", "h100", "--out"], "its own hardware"),
+    (["search", "gna", "--hardware", "h100", "--set", "shape=64x64", "--set", "window=8x8", "--set", "stride=2x2",
+      "--top"], "searches every stride"),
 ])
-def test_figure_options_a_set_does_not_use_are_refused(tmp_path, args, fragment):
-    out = run(*args, "--out", str(tmp_path))
+def test_options_a_command_does_not_use_are_refused(tmp_path, args, fragment):
+    out = run(*args, str(tmp_path) if args[-1] == "--out" else "3")
     assert out.returncode == 2 and "Traceback" not in out.stderr and fragment in out.stderr, out.stderr
 
 

@@ -316,12 +316,14 @@ def validate(name: str = typer.Argument(..., help="A trace file (CSV or Parquet)
                 part.insert(0, "trace", path.stem)
                 parts.append(part)
             table = pd.concat(parts, ignore_index=True)
-        # a named set is a shipped trace read through its own table; its plots come from that trace
-        plotted = table if paths else validate_trace(TRACE_DIR / named[name].TRACE, hardware).assign(trace=name)
         if out:
             table.to_csv(out, index=False)
-        drawn = [] if no_report else [p for stem in plotted["trace"].unique()
-                                      for p in trace_plots(plotted[plotted["trace"] == stem], report, stem)]
+        drawn = []
+        if not no_report:
+            # a named set is a shipped trace read through its own table; its plots come from that trace
+            plotted = table if paths else validate_trace(TRACE_DIR / named[name].TRACE, hardware).assign(trace=name)
+            drawn = [p for stem in plotted["trace"].unique()
+                     for p in trace_plots(plotted[plotted["trace"] == stem], report, stem)]
     if json_out:
         typer.echo(to_json(table.to_dict(orient="records")))
         return

@@ -15,6 +15,12 @@ def hardware_names() -> list[str]:
     return catalog_names(HARDWARE_DIR)
 
 
+def load_hardware_beside(trace: str | Path, name: str) -> HardwareSpec:
+    """The hardware a trace names: a YAML next to the trace first, else ``name`` as a path or catalog name."""
+    beside = Path(trace).parent / name
+    return load_hardware(str(beside) if beside.is_file() else name)
+
+
 def load_hardware(name_or_path: str | Path | HardwareSpec) -> HardwareSpec:
     if isinstance(name_or_path, HardwareSpec):
         return name_or_path

@@ -258,9 +258,8 @@ def measure(grid: MeasureGrid, out: str | Path, hardware: str, profile: bool = F
     out = Path(out)
     check_output(out)
     if hardware is not None:
-        from simlib.hardware.catalog import load_hardware
-        beside = out.parent / hardware
-        load_hardware(str(beside) if beside.is_file() else hardware)      # validate looks it up the same way
+        from simlib.hardware.catalog import load_hardware_beside
+        load_hardware_beside(out, hardware)                 # as validate will look it up
     check_backends(torch, cases, device, grid.source_file)
     facts = device_facts(torch, device)
     threshold = pin_malloc_threshold() if device == "cpu" else None

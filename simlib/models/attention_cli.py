@@ -61,9 +61,7 @@ def _check_tiles(params: dict) -> None:
     (MIN_BLOCK_Q), and few enough row blocks for the tile model to enumerate."""
     kernel = params["kernel"]
     for name in ("block_q", "block_kv"):
-        value = params[name]
-        if value is not None and (value % 16 or value > MAX_BLOCK):
-            raise SimlibInputError("--set", name, f"expected a multiple of 16 up to {MAX_BLOCK}, got {value}")
+        _check_tile_edge(params, name)
     if params["block_q"] is not None and kernel in MIN_BLOCK_Q and params["block_q"] < MIN_BLOCK_Q[kernel]:
         raise SimlibInputError("--set", "block_q", f"{kernel} runs Q blocks of at least {MIN_BLOCK_Q[kernel]} "
                                                    f"rows, got {params['block_q']}")
@@ -90,9 +88,13 @@ def _check_decode(params: dict) -> None:
                                                       if unused[0] == "splits" else ""))
     if params["splits"] is not None and params["splits"] > MAX_SPLITS:
         raise SimlibInputError("--set", "splits", f"expected at most {MAX_SPLITS} splits, got {params['splits']}")
-    if params["block_kv"] is not None and (params["block_kv"] % 16 or params["block_kv"] > MAX_BLOCK):
-        raise SimlibInputError("--set", "block_kv", f"expected a multiple of 16 up to {MAX_BLOCK}, got "
-                                                    f"{params['block_kv']}")
+    _check_tile_edge(params, "block_kv")
+
+
+def _check_tile_edge(params: dict, name: str) -> None:
+    value = params[name]
+    if value is not None and (value % 16 or value > MAX_BLOCK):
+        raise SimlibInputError("--set", name, f"expected a multiple of 16 up to {MAX_BLOCK}, got {value}")
 
 
 def _model_args(params: dict) -> dict:

@@ -26,7 +26,7 @@ from simlib.api import predict
 from simlib.catalog_paths import PROJECT_ROOT
 from simlib.dtypes import dtype_bytes
 from simlib.errors import SimlibInputError
-from simlib.hardware.catalog import load_hardware
+from simlib.hardware.catalog import load_hardware_beside
 from simlib.hardware.schema import HardwareSpec
 from simlib.models.attention_cli import KERNELS, predict_attention, supported_kernels
 from simlib.models.gna import predict_gna
@@ -171,8 +171,7 @@ def validate_trace(path: str | Path, hardware: str | None = None) -> pd.DataFram
         if name is None:
             raise SimlibInputError(str(path), "hardware", "no hardware column or '# hardware:' line; give --hardware")
         if name not in cache:
-            beside = Path(path).parent / name
-            cache[name] = load_hardware(str(beside) if beside.is_file() else name)   # beside the trace first
+            cache[name] = load_hardware_beside(path, name)
         try:
             predicted.append(PREDICTORS[row["op"]](row, cache[name], path))
         except (KeyError, ValueError, TypeError) as exc:

@@ -125,7 +125,8 @@ def predict_kernel(hw: HardwareSpec, params: dict, kernel: str) -> dict:
         smem_cap, reg_cap = hw.level("smem").capacity_bytes, hw.level("registers").capacity_bytes
         short = [f"{need:.0f} B of {what} (an SM has {cap:.0f} B)"
                  for need, cap, what in ((smem, smem_cap, "shared memory"), (regs, reg_cap, "registers"))
-                 if need > cap]
+                 if need > cap] or [f"{smem:.0f} B of shared memory and {regs:.0f} B of registers at once (no "
+                                    f"tile pair fits both; an SM has {smem_cap:.0f} B and {reg_cap:.0f} B)"]
         raise SimlibInputError("--set", "block_q/block_kv",
                                f"tiles do not fit on {hw.name}: one {kernel} block needs " + " and ".join(short))
     time = np.where(fits, result["time_s"], np.inf)

@@ -2,8 +2,10 @@
 ``30x48x80``), checked against the mask's definition, then the simulator."""
 from __future__ import annotations
 
+import math
+
 from simlib.cli.values import check_positive_int, with_defaults
-from simlib.dtypes import DTYPE_BITS
+from simlib.dtypes import DTYPE_BITS, dtype_bytes
 from simlib.errors import SimlibInputError
 from simlib.hardware.schema import HardwareSpec
 from simlib.models.gna import predict_gna, search_gna
@@ -71,6 +73,7 @@ def gna_parameters(hw: HardwareSpec, settings: dict) -> dict:
         raise SimlibInputError("--set", "dtype", f"unknown dtype {params['dtype']!r}")
     if hw.family != "gpu":
         raise SimlibInputError(hw.source_file or hw.name, "family", "the GNA model needs a gpu")
+    _check_given_tiles(hw, sizes, shape, params["head_dim"], params["dtype"])
     if hw.fmha_tile is None and ("q_tile" not in sizes or "kv_tile" not in sizes):
         raise SimlibInputError(hw.source_file or hw.name, "fmha_tile", f"{hw.name} lists no FMHA tile sizes: "
                                                                        f"give q_tile and kv_tile")
@@ -78,6 +81,23 @@ def gna_parameters(hw: HardwareSpec, settings: dict) -> dict:
             "causal": _flags(params["causal"], ndim), "q_tile": sizes.get("q_tile"), "kv_tile": sizes.get("kv_tile"),
             "batch": params["batch"], "heads": params["heads"], "head_dim": params["head_dim"],
             "dtype": params["dtype"]}
+
+
+def _check_given_tiles(hw: HardwareSpec, sizes: dict, shape, head_dim: int, dtype: str) -> None:
+    """A given tile side may not pass its dimension's next power of two (the tiles the search considers), and a
+    Q tile with one K and one V tile must fit in an SM's shared memory."""
+    for name in ("q_tile", "kv_tile"):
+        for d, (side, n) in enumerate(zip(sizes.get(name, ()), shape)):
+            if side > 1 << (n - 1).bit_length():
+                raise SimlibInputError("--set", name, f"{name} side {side} in dimension {d} is larger than the "
+                                                      f"layout's extent {n} needs")
+    smem = hw.level("smem")
+    if "q_tile" in sizes and "kv_tile" in sizes and smem is not None and smem.capacity_bytes:
+        need = dtype_bytes(dtype) * head_dim * (math.prod(sizes["q_tile"]) + 2 * math.prod(sizes["kv_tile"]))
+        if need > smem.capacity_bytes:
+            raise SimlibInputError("--set", "q_tile/kv_tile", f"one Q tile and one K and V tile need {need:.0f} B "
+                                                              f"of shared memory; an SM of {hw.name} has "
+                                                              f"{smem.capacity_bytes:.0f} B")
 
 
 def predict_gna_cli(hw: HardwareSpec, settings: dict) -> dict:

@@ -192,6 +192,9 @@ def test_cli_default_tiles_follow_the_hardware():
     (["shape=30x48x80"], "gna needs window"),
     (["shape=30x48x80", "window=18x24x24", "causal=1x0"], "causal"),
     (["shape=64x64", "window=8.5"], "expected positive integers"),
+    # bf16, head dim 128: 2 x 128 x (4096 + 2 x 4096) = 3145728 B of shared memory, more than any SM has
+    (["shape=32768", "window=2048", "q_tile=4096", "kv_tile=4096"], "need 3145728 B of shared memory"),
+    (["shape=64", "window=8", "q_tile=128", "kv_tile=64"], "q_tile side 128 in dimension 0"),
     (["shape=64x64", "window=8x8.5"], "expected positive integers"),
 ])
 def test_cli_bad_gna_input(settings, fragment):

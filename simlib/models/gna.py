@@ -125,8 +125,13 @@ def simulate_tiles(shape, window, stride, dilation, causal, q_tile, kv_tile) -> 
     return combine_dimensions(dims, shape, kv_tile)
 
 
-def dense_tiles(shape, q_tile, kv_tile) -> dict[str, np.ndarray]:
-    """Self attention (the window covers the layout): every Q tile visits every KV tile, none masked."""
+def dense_tiles(shape, q_tile, kv_tile, causal=None) -> dict[str, np.ndarray]:
+    """Self attention (the window covers the layout): every Q tile visits every KV tile, none masked. Causal
+    self attention is the causal mask whose window is the whole layout, simulated as such (its diagonal tiles
+    are masked, its useful scores about half)."""
+    if causal is not None and any(causal):
+        ones = (1,) * len(shape)
+        return simulate_tiles(shape, shape, ones, ones, causal, q_tile, kv_tile)
     q_tiles = float(math.prod(math.ceil(n / t) for n, t in zip(shape, q_tile)))
     per_q = float(math.prod(math.ceil(n / t) for n, t in zip(shape, kv_tile)))
     return {"q_tiles": np.asarray(q_tiles), "tiles_visited": np.asarray(q_tiles * per_q),
@@ -163,8 +168,8 @@ def gna_runtime(hw: HardwareSpec, sim: dict, *, ndim, q_tokens, kv_tokens, token
 
 def predict_gna(hw: HardwareSpec, *, shape, window, stride=None, dilation=None, causal=None, q_tile=None,
                 kv_tile=None, batch=1, heads=1, head_dim=128, dtype="bf16") -> dict:
-    """Simulated tiles, bounds and predicted runtimes of one GNA problem against dense self attention on the
-    same hardware and tiles."""
+    """Simulated tiles, bounds and predicted runtimes of one GNA problem against self attention on the same
+    hardware and tiles (causal self attention when the mask is causal)."""
     ndim = len(shape)
     stride = stride or (1,) * ndim
     dilation = dilation or (1,) * ndim
@@ -172,7 +177,9 @@ def predict_gna(hw: HardwareSpec, *, shape, window, stride=None, dilation=None, 
     q_tile = q_tile or default_tile_shape(hw.fmha_tile.q_tokens, ndim)
     kv_tile = kv_tile or default_tile_shape(hw.fmha_tile.kv_tokens, ndim)
     sim = simulate_tiles(shape, window, stride, dilation, causal, q_tile, kv_tile)
-    dense = dense_tiles(shape, q_tile, kv_tile)
+    dense = dense_tiles(shape, q_tile, kv_tile, causal)
+    if any(causal):     # against causal self attention: the FLOP-wise bound is its useful scores over these
+        sim["speedup_bound"] = dense["useful_scores"] / sim["useful_scores"]
     common = dict(ndim=ndim, q_tokens=math.prod(q_tile), kv_tokens=math.prod(kv_tile), tokens=math.prod(shape),
                   batch=batch, heads=heads, head_dim=head_dim, dtype=dtype)
     run = gna_runtime(hw, sim, **common)
@@ -208,8 +215,8 @@ def tile_shapes(tokens: int, shape) -> list[tuple[int, ...]]:
 def search_gna(hw: HardwareSpec, *, shape, window, causal=None, q_tiles=None, kv_tiles=None, batch=1, heads=1,
                head_dim=128, dtype="bf16", top: int = 20, block_sparse_only: bool = False) -> pd.DataFrame:
     """Every stride (1..w) and dilation (1..n // w) per dimension, for every pair of Q and KV tile shapes (the
-    part's FMHA token counts unless given): the ``top`` configurations by predicted speedup over dense self
-    attention. Per tile pair the whole stride × dilation grid is one broadcast simulation."""
+    part's FMHA token counts unless given): the ``top`` configurations by predicted speedup over self attention
+    (causal when the mask is). Per tile pair the whole stride × dilation grid is one broadcast simulation."""
     ndim = len(shape)
     causal = causal or (False,) * ndim
     q_tiles = q_tiles or tile_shapes(hw.fmha_tile.q_tokens, shape)
@@ -239,7 +246,10 @@ def search_gna(hw: HardwareSpec, *, shape, window, causal=None, q_tiles=None, kv
         common = dict(ndim=ndim, q_tokens=math.prod(q_tile), kv_tokens=math.prod(kv_tile),
                       tokens=math.prod(shape), batch=batch, heads=heads, head_dim=head_dim, dtype=dtype)
         time_s = np.broadcast_to(gna_runtime(hw, sim, **common)["time_s"], sim["max_tiles"].shape)
-        speedup = gna_runtime(hw, dense_tiles(shape, q_tile, kv_tile), **common)["time_s"] / time_s
+        dense = dense_tiles(shape, q_tile, kv_tile, causal)
+        if any(causal):
+            sim["speedup_bound"] = dense["useful_scores"] / sim["useful_scores"]
+        speedup = gna_runtime(hw, dense, **common)["time_s"] / time_s
         sparse = np.broadcast_to(sim["fully_block_sparse"], speedup.shape)
         keep = np.where(sparse | (not block_sparse_only), speedup, -np.inf).ravel()
         threshold = -np.partition(-keep, min(top, keep.size) - 1)[min(top, keep.size) - 1]

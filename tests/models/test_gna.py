@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from simlib.hardware import load_hardware
-from simlib.models.gna import end_to_end_speedup, simulate_tiles
+from simlib.models.gna import end_to_end_speedup, predict_gna, simulate_tiles
 
 
 def keys_of(i, n, w, s, dil, causal):
@@ -269,3 +269,16 @@ def test_gna_figures_default_to_a_part_with_an_fmha_tile(tmp_path):
     out = run("figure", "gna", "--out", str(tmp_path))
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "gna_speedup_vs_stride_h100.png").stat().st_size > 10_000
+
+
+def test_causal_gna_is_compared_with_causal_self_attention_by_brute_force():
+    """1-D, 64 tokens, causal window 8: a query i sees keys max(0, i - 7)..i. Counted with numpy: GNA keeps
+    sum(min(i + 1, 8)) = 36 + 56 * 8 = 484 scores, causal self attention 64 * 65 / 2 = 2080; the FLOP-wise bound is their
+    ratio, never above the non-causal layout / window = 8."""
+    i, j = np.arange(64)[:, None], np.arange(64)[None, :]
+    gna_scores = int(((j <= i) & (j > i - 8)).sum())
+    causal_scores = int((j <= i).sum())
+    assert (gna_scores, causal_scores) == (484, 2080)
+    r = predict_gna(load_hardware("h100"), shape=(64,), window=(8,), causal=(True,), q_tile=(16,), kv_tile=(16,))
+    assert r["useful_scores"] == gna_scores
+    assert r["speedup_bound"] == pytest.approx(causal_scores / gna_scores) and r["speedup_bound"] <= 8

@@ -166,6 +166,25 @@ def gna_runtime(hw: HardwareSpec, sim: dict, *, ndim, q_tokens, kv_tokens, token
             "waves": np.ceil(blocks / hw.processors.count)}
 
 
+def predict_gna_many(hw: HardwareSpec, *, shape, window, stride, dilation, causal, q_tile, kv_tile, batch, heads,
+                     head_dim, dtype="bf16") -> dict[str, np.ndarray]:
+    """``predict_gna``'s time and bounds for many problems of one dimensionality at once: every per-dimension
+    argument is a sequence of arrays (one per dimension), the rest arrays, all of one length. The baseline is
+    self attention simulated as the mask whose window is the layout (causal where the problem is), so its
+    useful scores are the FLOP-wise bound's numerator for causal and non-causal problems alike."""
+    ndim = len(shape)
+    ones = tuple(np.ones_like(np.asarray(n)) for n in shape)
+    sim = simulate_tiles(shape, window, stride, dilation, causal, q_tile, kv_tile)
+    dense = simulate_tiles(shape, shape, ones, ones, causal, q_tile, kv_tile)
+    common = dict(ndim=ndim, q_tokens=math.prod(np.asarray(t) for t in q_tile),
+                  kv_tokens=math.prod(np.asarray(t) for t in kv_tile), tokens=math.prod(np.asarray(n) for n in shape),
+                  batch=np.asarray(batch), heads=np.asarray(heads), head_dim=np.asarray(head_dim), dtype=dtype)
+    time_s = gna_runtime(hw, sim, **common)["time_s"]
+    return {"time_s": time_s, "speedup": gna_runtime(hw, dense, **common)["time_s"] / time_s,
+            "speedup_bound": dense["useful_scores"] / sim["useful_scores"],
+            "tile_speedup_bound": sim["tile_speedup_bound"], "fully_block_sparse": sim["fully_block_sparse"]}
+
+
 def predict_gna(hw: HardwareSpec, *, shape, window, stride=None, dilation=None, causal=None, q_tile=None,
                 kv_tile=None, batch=1, heads=1, head_dim=128, dtype="bf16") -> dict:
     """Simulated tiles, bounds and predicted runtimes of one GNA problem against self attention on the same

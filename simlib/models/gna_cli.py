@@ -33,6 +33,8 @@ def _flags(value, ndim: int) -> tuple[bool, ...]:
         return (value,) * ndim
     parts = str(value).lower().split("x")
     table = {"1": True, "true": True, "0": False, "false": False}
+    if parts in (["true"], ["false"]):         # one flag for every dimension, also as text (a sweep's column)
+        return (table[parts[0]],) * ndim
     if len(parts) != ndim or any(p not in table for p in parts):
         raise SimlibInputError("--set", "causal", f"expected true/false or one 0/1 per dimension like 1x0x0, got "
                                                   f"{value!r}")

@@ -4,8 +4,9 @@
   call per kernel in the chunk.
 * ``tts``: the Kinetics cost, vectorized, one call per model in the chunk; the intensity defaults to the
   hardware's peak over bandwidth in the ``dtype`` (fp8 unless given).
-* ``gna``, ``fusemax`` (spatial designs; the hardware list is ignored, each design runs on its own) and cascades
-  (any workload YAML): one prediction per point (their parameters are shapes or names).
+* ``gna``: each point's shapes parsed and checked, then one vectorized simulation per dimensionality and dtype.
+* ``fusemax`` (spatial designs; the hardware list is ignored, each design runs on its own) and cascades (any
+  workload YAML): one prediction per point (their parameters are names).
 """
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from simlib.errors import SimlibInputError
 from simlib.models.attention_cli import DEFAULTS as ATTENTION_DEFAULTS, REQUIRED_FEATURES, supported_kernels
 from simlib.models.attention_cli import _parameters as attention_parameters
 from simlib.models.flash_attention import attention_forward
-from simlib.models.gna_cli import DEFAULTS as GNA_DEFAULTS, predict_gna_cli
+from simlib.models.gna import default_tile_shape, predict_gna_many
+from simlib.models.gna_cli import DEFAULTS as GNA_DEFAULTS, gna_parameters
 from simlib.models.kinetics import tts_cost
 from simlib.models.kinetics_cli import DEFAULTS as TTS_DEFAULTS, NEEDS, default_intensity, model_shape, tts_parameters
 from simlib.models.spatial_cli import DEFAULTS as FUSEMAX_DEFAULTS, predict_fusemax
@@ -109,6 +111,33 @@ def _per_point(fn, outputs: tuple[str, ...]):
 
 
 GNA_OUTPUTS = ("time_s", "speedup", "speedup_bound", "tile_speedup_bound", "fully_block_sparse")
+# the simulator holds arrays of points x longest extent for causal masks: batches keep that product bounded
+GNA_BATCH_ELEMENTS = 1 << 22
+
+
+def _gna(hw, params: dict) -> dict:
+    """Each point parsed and checked as ``simlib predict gna`` does; then one vectorized simulation per
+    (dimensionality, dtype), in batches of bounded size."""
+    size = len(next(iter(params.values())))
+    points = [gna_parameters(hw, {k: (v[i].item() if isinstance(v[i], np.generic) else v[i])
+                                  for k, v in params.items() if v[i] is not None}) for i in range(size)]
+    for p in points:
+        p["q_tile"] = p["q_tile"] or default_tile_shape(hw.fmha_tile.q_tokens, len(p["shape"]))
+        p["kv_tile"] = p["kv_tile"] or default_tile_shape(hw.fmha_tile.kv_tokens, len(p["shape"]))
+    columns = {k: np.empty(size, dtype=bool if k == "fully_block_sparse" else float) for k in GNA_OUTPUTS}
+    keys = pd.DataFrame({"ndim": [len(p["shape"]) for p in points], "dtype": [p["dtype"] for p in points]})
+    for (ndim, dtype), rows in keys.groupby(["ndim", "dtype"], sort=False).indices.items():
+        longest = max(max(points[i]["shape"]) for i in rows)
+        step = max(1, GNA_BATCH_ELEMENTS // longest)
+        for part in (rows[i:i + step] for i in range(0, len(rows), step)):
+            chosen = [points[i] for i in part]
+            per_dim = {name: tuple(np.array([p[name][d] for p in chosen]) for d in range(ndim))
+                       for name in ("shape", "window", "stride", "dilation", "causal", "q_tile", "kv_tile")}
+            r = predict_gna_many(hw, **per_dim, **{name: np.array([p[name] for p in chosen])
+                                                   for name in ("batch", "heads", "head_dim")}, dtype=dtype)
+            for key in GNA_OUTPUTS:
+                columns[key][part] = np.broadcast_to(r[key], (len(part),))
+    return columns
 FUSEMAX_OUTPUTS = ("time_s", "energy_j", "speedup_vs_unfused", "speedup_vs_flat")
 OUTPUT_COLUMNS = (*ATTENTION_OUTPUTS, *TTS_OUTPUTS, *GNA_OUTPUTS, *FUSEMAX_OUTPUTS)   # everything a sweep adds
 
@@ -120,7 +149,7 @@ def evaluator_for(workload: str, source: str | None, check: list[str] | None = N
     elif workload == "tts":
         known, fn = set(TTS_DEFAULTS), _tts
     elif workload == "gna":
-        known, fn = set(GNA_DEFAULTS), _per_point(predict_gna_cli, GNA_OUTPUTS)
+        known, fn = set(GNA_DEFAULTS), _gna
     elif workload == "fusemax":
         known, fn = set(FUSEMAX_DEFAULTS), _per_point(lambda hw, p: predict_fusemax(None, p), FUSEMAX_OUTPUTS)
     else:

@@ -142,3 +142,22 @@ def test_parts_of_another_spec_are_refused(tmp_path):
     (parts / "spec.sha256").write_text("0" * 64)
     out = run("sweep", str(first), "--out", str(tmp_path / "x.parquet"), "--quiet")
     assert out.returncode == 2 and "holds chunks of a different spec" in out.stderr
+
+
+def test_vectorized_gna_sweep_equals_one_prediction_per_point():
+    """The gna evaluator simulates a whole chunk per dimensionality at once; every row must equal
+    ``simlib predict gna`` on that point (exact to rounding), causal, dilated and tiled points included."""
+    from simlib.models.gna_cli import predict_gna_cli
+    spec = {"workload": "gna", "hardware": ["h100"],
+            "axes": {"stride": ["1x1", "4x8", "16x16"], "causal": [False, "1x0", True], "dilation": ["1x1", "2x1"],
+                     "q_tile": ["16x8", "16x16"]},
+            "fixed": {"shape": "128x96", "window": "40x24", "kv_tile": "16x8", "heads": 4, "head_dim": 64}}
+    frame = simlib.sweep(spec)
+    assert len(frame) == 3 * 3 * 2 * 2
+    h100 = load_hardware("h100")
+    for row in frame.itertuples():
+        one = predict_gna_cli(h100, {"shape": "128x96", "window": "40x24", "kv_tile": "16x8", "heads": 4,
+                                     "head_dim": 64, "stride": row.stride, "causal": row.causal,
+                                     "dilation": row.dilation, "q_tile": row.q_tile})
+        for column in ("time_s", "speedup", "speedup_bound", "tile_speedup_bound", "fully_block_sparse"):
+            assert getattr(row, column) == pytest.approx(one[column], rel=1e-12), column

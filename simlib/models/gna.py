@@ -126,16 +126,12 @@ def simulate_tiles(shape, window, stride, dilation, causal, q_tile, kv_tile) -> 
 
 
 def dense_tiles(shape, q_tile, kv_tile, causal=None) -> dict[str, np.ndarray]:
-    """Self attention (the window covers the layout): every Q tile visits every KV tile, none masked. Causal
-    self attention is the causal mask whose window is the whole layout, simulated as such (its diagonal tiles
-    are masked, its useful scores about half)."""
-    if causal is not None and any(causal):
-        ones = (1,) * len(shape)
-        return simulate_tiles(shape, shape, ones, ones, causal, q_tile, kv_tile)
-    q_tiles = float(math.prod(math.ceil(n / t) for n, t in zip(shape, q_tile)))
-    per_q = float(math.prod(math.ceil(n / t) for n, t in zip(shape, kv_tile)))
-    return {"q_tiles": np.asarray(q_tiles), "tiles_visited": np.asarray(q_tiles * per_q),
-            "max_tiles": np.asarray(per_q), "fully_block_sparse": np.asarray(True)}
+    """Self attention, simulated as the mask whose window is the whole layout: without causal masking every Q
+    tile visits every KV tile, none masked, and all tokens² scores are useful; causal self attention masks its
+    diagonal tiles and keeps about half. Its useful scores are the FLOP-wise bound's numerator."""
+    ones = tuple(np.ones_like(np.asarray(n)) for n in shape)
+    causal = causal if causal is not None else (False,) * len(shape)
+    return simulate_tiles(shape, shape, ones, ones, causal, q_tile, kv_tile)
 
 
 def default_tile_shape(tokens: int, ndim: int) -> tuple[int, ...]:
@@ -171,11 +167,10 @@ def predict_gna_many(hw: HardwareSpec, *, shape, window, stride, dilation, causa
     """``predict_gna``'s time and bounds for many problems of one dimensionality at once: every per-dimension
     argument is a sequence of arrays (one per dimension), the rest arrays, all of one length. The baseline is
     self attention simulated as the mask whose window is the layout (causal where the problem is), so its
-    useful scores are the FLOP-wise bound's numerator for causal and non-causal problems alike."""
+    useful scores are the FLOP-wise bound's numerator (``dense_tiles``)."""
     ndim = len(shape)
-    ones = tuple(np.ones_like(np.asarray(n)) for n in shape)
     sim = simulate_tiles(shape, window, stride, dilation, causal, q_tile, kv_tile)
-    dense = simulate_tiles(shape, shape, ones, ones, causal, q_tile, kv_tile)
+    dense = dense_tiles(shape, q_tile, kv_tile, causal)
     common = dict(ndim=ndim, q_tokens=math.prod(np.asarray(t) for t in q_tile),
                   kv_tokens=math.prod(np.asarray(t) for t in kv_tile), tokens=math.prod(np.asarray(n) for n in shape),
                   batch=np.asarray(batch), heads=np.asarray(heads), head_dim=np.asarray(head_dim), dtype=dtype)
@@ -197,8 +192,7 @@ def predict_gna(hw: HardwareSpec, *, shape, window, stride=None, dilation=None, 
     kv_tile = kv_tile or default_tile_shape(hw.fmha_tile.kv_tokens, ndim)
     sim = simulate_tiles(shape, window, stride, dilation, causal, q_tile, kv_tile)
     dense = dense_tiles(shape, q_tile, kv_tile, causal)
-    if any(causal):     # against causal self attention: the FLOP-wise bound is its useful scores over these
-        sim["speedup_bound"] = dense["useful_scores"] / sim["useful_scores"]
+    sim["speedup_bound"] = dense["useful_scores"] / sim["useful_scores"]
     common = dict(ndim=ndim, q_tokens=math.prod(q_tile), kv_tokens=math.prod(kv_tile), tokens=math.prod(shape),
                   batch=batch, heads=heads, head_dim=head_dim, dtype=dtype)
     run = gna_runtime(hw, sim, **common)
@@ -266,8 +260,7 @@ def search_gna(hw: HardwareSpec, *, shape, window, causal=None, q_tiles=None, kv
                       tokens=math.prod(shape), batch=batch, heads=heads, head_dim=head_dim, dtype=dtype)
         time_s = np.broadcast_to(gna_runtime(hw, sim, **common)["time_s"], sim["max_tiles"].shape)
         dense = dense_tiles(shape, q_tile, kv_tile, causal)
-        if any(causal):
-            sim["speedup_bound"] = dense["useful_scores"] / sim["useful_scores"]
+        sim["speedup_bound"] = dense["useful_scores"] / sim["useful_scores"]
         speedup = gna_runtime(hw, dense, **common)["time_s"] / time_s
         sparse = np.broadcast_to(sim["fully_block_sparse"], speedup.shape)
         keep = np.where(sparse | (not block_sparse_only), speedup, -np.inf).ravel()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from typing import Literal
 
+import networkx as nx
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from simlib.dtypes import DTYPE_BITS
@@ -173,12 +174,11 @@ class HardwareSpec(_Strict):
         for op, parts in self.op_decomposition.items():
             if any(not count > 0 for count in parts.values()):
                 raise ValueError(f"op_decomposition.{op}: counts must be > 0")
-            seen, frontier = {op}, set(parts)
-            while frontier:
-                if op in frontier:
-                    raise ValueError(f"op_decomposition.{op}: decomposes into itself")
-                seen |= frontier
-                frontier = {sub for o in frontier for sub in self.op_decomposition.get(o, {})} - (seen - {op})
+        graph = nx.DiGraph((op, sub) for op, parts in self.op_decomposition.items() for sub in parts)
+        cycle = next(nx.simple_cycles(graph), None)
+        if cycle:
+            raise ValueError(f"op_decomposition.{cycle[0]}: decomposes into itself "
+                             f"({' -> '.join([*cycle, cycle[0]])})")
         for name, unit in self.compute.items():
             for dtype, rate in (unit.sustained_tflops or {}).items():
                 peak = (unit.peak_tflops or {}).get(dtype)

@@ -235,9 +235,9 @@ def workload_from_spec(spec: WorkloadSpec, source: str) -> Workload:
 
 def _check_tensors_and_ranks(spec: WorkloadSpec, cascade: Cascade, einsums: list, source: str) -> None:
     """What a typo would otherwise turn silently into a different cascade: in a cascade that declares its
-    tensors, an input read but never declared (a misspelt name becomes a new input), a declared tensor no Einsum uses, a batch rank also used as an index
-    (it would be counted twice), a stream rank no Einsum iterates, an output that only re-indexes another
-    tensor (it costs nothing), or no input at all."""
+    tensors, an input read but never declared (a misspelt name becomes a new input); a declared tensor no
+    Einsum uses; a batch rank also used as an index (it would be counted twice); a stream rank no Einsum
+    iterates; an output that only re-indexes another tensor (it costs nothing); or no input at all."""
     if not cascade.inputs:
         raise SimlibInputError(source, "einsums", "the cascade reads no input tensor; expected at least one")
     for name in cascade.inputs if spec.tensors else ():       # a cascade that declares tensors declares its inputs

@@ -163,12 +163,13 @@ def figure(name: str = typer.Argument(..., help="Figure set: 'attention', 'gna',
             from simlib.models.gna_cli import gna_parameters
             p = gna_parameters(hw, {"shape": "256x256", "window": "80x80", **parse_settings(settings)})
             figures = {f"gna_speedup_vs_stride_{hw.name}": speedup_vs_stride(
-                hw, p["shape"], p["window"], p["q_tile"], p["kv_tile"], p["heads"], p["head_dim"])[0]}
+                hw, p["shape"], p["window"], p["q_tile"], p["kv_tile"], p["heads"], p["head_dim"],
+                dilation=p["dilation"], causal=p["causal"], batch=p["batch"], dtype=p["dtype"])[0]}
             if len(p["shape"]) == 2:
                 q = p["q_tile"] or default_tile_shape(hw.fmha_tile.q_tokens, 2)
                 kv = p["kv_tile"] or default_tile_shape(hw.fmha_tile.kv_tokens, 2)
-                figures[f"gna_visited_tiles_{hw.name}"] = visited_tiles_2d(p["shape"], p["window"], p["stride"],
-                                                                           q, kv)[0]
+                figures[f"gna_visited_tiles_{hw.name}"] = visited_tiles_2d(
+                    p["shape"], p["window"], p["stride"], q, kv, dilation=p["dilation"], causal=p["causal"])[0]
         elif name == "tts":
             from simlib.models.kinetics_cli import default_intensity
             from simlib.plots.tts_figures import cost_vs_length_figure, sparse_vs_dense_figure

@@ -282,3 +282,47 @@ def test_causal_gna_is_compared_with_causal_self_attention_by_brute_force():
     r = predict_gna(load_hardware("h100"), shape=(64,), window=(8,), causal=(True,), q_tile=(16,), kv_tile=(16,))
     assert r["useful_scores"] == gna_scores
     assert r["speedup_bound"] == pytest.approx(causal_scores / gna_scores) and r["speedup_bound"] <= 8
+
+
+def test_visited_tiles_picture_causal_and_dilated_against_a_brute_force_mask():
+    """A 32x32 layout, window 8x8, causal in dimension 0, dilation 2x1: the map shows dilation group 0, a 16x32
+    problem. Brute force with numpy from the mask's definition: causal, query i sees keys max(0, i - 7)..i;
+    non-causal neighborhood, the 8 keys from clip(i - 4, 0, n - 8); a KV tile is visited when any (query, key)
+    pair of the Q tile and it is attended, unmasked when all are."""
+    from simlib.plots.gna_figures import visited_tiles_2d
+    q_tile, kv_tile = (4, 8), (4, 8)
+    _, grid = visited_tiles_2d((32, 32), (8, 8), (1, 1), q_tile, kv_tile, dilation=(2, 1), causal=(True, False))
+    i0, j0 = np.arange(16)[:, None], np.arange(16)[None, :]
+    mask0 = (j0 <= i0) & (j0 >= np.maximum(0, i0 - 7))
+    i1, j1 = np.arange(32)[:, None], np.arange(32)[None, :]
+    start = np.clip(i1 - 4, 0, 24)
+    mask1 = (j1 >= start) & (j1 < start + 8)
+    qa, qb = 16 // 4 // 2, 32 // 8 // 2                # the middle Q tile, as the picture picks it
+    rows0, rows1 = mask0[qa * 4:qa * 4 + 4], mask1[qb * 8:qb * 8 + 8]
+    expect = np.zeros((4, 4), dtype=int)
+    for a in range(4):
+        for b in range(4):
+            pairs = (rows0[:, a * 4:a * 4 + 4][:, None, :, None] & rows1[:, b * 8:b * 8 + 8][None, :, None, :])
+            expect[a, b] = 2 if pairs.all() else int(pairs.any())
+    assert grid.shape == (4, 4) and np.array_equal(grid, expect)
+    assert (grid == 0).any() and (grid == 1).any()
+
+
+def test_speedup_figure_uses_the_problems_dilation_and_causal_flags():
+    """Each point of the stride figure is the prediction ``predict gna`` gives for that stride, with the
+    problem's dilation, causal flags and batch (before, the figure dropped them)."""
+    from simlib.plots.gna_figures import speedup_vs_stride
+    h100 = load_hardware("h100")
+    problem = dict(shape=(128, 64), window=(16, 8), q_tile=(16, 8), kv_tile=(16, 8), dilation=(2, 1),
+                   causal=(True, False), batch=2, heads=4, head_dim=64)
+    _, data = speedup_vs_stride(h100, problem["shape"], problem["window"], problem["q_tile"], problem["kv_tile"],
+                                problem["heads"], problem["head_dim"], dilation=problem["dilation"],
+                                causal=problem["causal"], batch=problem["batch"])
+    for stride in (1, 4, 8, 16):
+        single = predict_gna(h100, stride=(stride, min(stride, 8)), **problem)
+        assert data["predicted"][stride - 1] == pytest.approx(single["speedup"], rel=1e-9)
+        assert np.broadcast_to(data["speedup_bound"], data["stride"].shape)[stride - 1] == \
+            pytest.approx(single["speedup_bound"], rel=1e-9)
+    plain = speedup_vs_stride(h100, problem["shape"], problem["window"], problem["q_tile"], problem["kv_tile"],
+                              problem["heads"], problem["head_dim"])[1]
+    assert not np.allclose(plain["predicted"], data["predicted"])

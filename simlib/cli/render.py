@@ -140,9 +140,10 @@ def model_table(model: str, data: dict | list[dict]) -> Table:
         return summary_table(f"tts: {data['model']} on {data['hardware']}", flat)
     if model == "fusemax":
         flat = {k: v for k, v in data.items() if k not in ("per_einsum", "parameters", "bytes", "utilization",
-                                                             "compute_s")}
+                                                             "compute_s", "gemms")}
         flat.update({"bytes_dram": float(data["bytes"]["dram"]),
-                     **{f"utilization_{a}": u for a, u in data["utilization"].items()}})
+                     **{f"utilization_{a}": u for a, u in data["utilization"].items()},
+                     **{f"{name}_time_s": g["time_s"] for name, g in data.get("gemms", {}).items()}})
         return summary_table(f"{data['design']} on {data['hardware']}", flat)
     rows = data if isinstance(data, list) else [data]
     table = Table(title=f"{model} on {rows[0]['hardware']}")

@@ -39,6 +39,7 @@ from simlib.errors import SimlibInputError
 from simlib.hardware.schema import HardwareSpec
 from simlib.models.spatial_design import DesignSpec, check_binding
 from simlib.workload.cascade import rank_of
+from simlib.workload.model_spec import ModelSpec
 from simlib.workload.workload import Workload
 
 RESERVED_TILES = 2            # row_fused: two M0 × P0 output tiles stay in the buffer
@@ -264,12 +265,24 @@ def _phase_words(workload: Workload, phase: list[str], sizes: dict) -> float:
     return words
 
 
-def layer_gemms(d_model: int, ffn: int, tokens: int) -> list[tuple[str, int, int, int]]:
-    """(name, rows, columns, reduction) of one transformer layer's GEMMs besides attention: the Q, K, V and
-    output projections (tokens × d_model × d_model) and the FFN's up and down projections."""
-    return [("q_proj", tokens, d_model, d_model), ("k_proj", tokens, d_model, d_model),
-            ("v_proj", tokens, d_model, d_model), ("o_proj", tokens, d_model, d_model),
-            ("ffn_up", tokens, ffn, d_model), ("ffn_down", tokens, d_model, ffn)]
+def layer_gemms(model: ModelSpec, tokens: int) -> list[tuple[str, int, int, int]]:
+    """(name, rows, columns, reduction) of one transformer layer's GEMMs besides attention, from the model's
+    shape (H query heads, Hkv key/value heads of d, hidden D, MLP width I; T = batch · seq tokens):
+
+        q_proj  T × H·d × D          k_proj, v_proj  T × Hkv·d × D         o_proj  T × D × H·d
+        ffn_gate (gated MLP only), ffn_up  T × I × D                       ffn_down  T × D × I
+
+    For the FuseMax paper's shapes (multi-head attention, H·d = D, a two-matrix FFN: reference/fusemax.md,
+    end-to-end layer) the four projections are T × D × D. Grouped-query models (Qwen3, whose config.json gives
+    H, Hkv, d, D and I) have smaller K and V projections, H·d may differ from D (Qwen3-0.6B: 16 · 128 = 2048 vs
+    1024), and their gated MLP (SwiGLU, Shazeer 2020, "GLU Variants Improve Transformer":
+    down(silu(gate·x) ⊙ up·x)) adds the gate matrix; MACs per GEMM = rows · columns · reduction."""
+    h, d, kv, hidden, width = model.heads, model.head_dim, model.key_value_heads, model.hidden, model.intermediate
+    gemms = [("q_proj", tokens, h * d, hidden), ("k_proj", tokens, kv * d, hidden),
+             ("v_proj", tokens, kv * d, hidden), ("o_proj", tokens, hidden, h * d)]
+    if model.gated_mlp:
+        gemms.append(("ffn_gate", tokens, width, hidden))
+    return gemms + [("ffn_up", tokens, width, hidden), ("ffn_down", tokens, hidden, width)]
 
 
 def gemm_on_array(hw: HardwareSpec, design: DesignSpec, rows: int, cols: int, reduction: int,
@@ -287,16 +300,24 @@ def gemm_on_array(hw: HardwareSpec, design: DesignSpec, rows: int, cols: int, re
     energy_pj = (macs * energy_per_point_pj(hw, array, {"mac": 1}) + _traffic_energy_pj(hw, dram_bytes)
                  + _register_energy_pj(hw, same_mapping, [{"array": array, "macs": macs}]))
     time_s = max(cycles / hw.clock_hz, dram_bytes / hw.dram.bandwidth_bytes_per_s)
-    return {"time_s": time_s, "energy_j": energy_pj * 1e-12, "bytes": dram_bytes}
+    return {"time_s": time_s, "energy_j": energy_pj * 1e-12, "bytes": dram_bytes, "macs": macs,
+            "shape": [rows, cols, reduction]}
 
 
-def predict_layer(design: DesignSpec, workload: Workload, hw: HardwareSpec, *, batch: int, heads: int,
-                  head_dim: int, d_model: int, ffn: int, seq: int, dtype: str = "fp16") -> dict:
-    """One encoder layer: attention (the design) plus the projections and FFN as GEMMs on the 2D array, run one
-    after another (the same mapping for every design, as in the paper's end-to-end comparison)."""
-    attention = predict_design(design, workload, hw, batch=batch, heads=heads, seq_q=seq, seq_kv=seq,
-                               head_dim=head_dim, dtype=dtype)
-    gemms = {name: gemm_on_array(hw, design, r, c, k, dtype) for name, r, c, k in layer_gemms(d_model, ffn, batch * seq)}
+def predict_layer(design: DesignSpec, workload: Workload, hw: HardwareSpec, *, model: ModelSpec, batch: int,
+                  seq: int, dtype: str = "fp16") -> dict:
+    """One transformer layer: attention (the design) plus the projections and MLP (``layer_gemms``) as GEMMs on
+    the 2D array, run one after another (the same mapping for every design, as in the paper's end-to-end
+    comparison). Attention runs the model's H query heads of d; the spatial designs process each query head on
+    its own, so under grouped-query attention each query head streams its K and V (no sharing of K/V traffic
+    across a group). A mixture-of-experts MLP is not modelled (its routed GEMMs are not one dense GEMM)."""
+    if model.experts > 1:
+        raise SimlibInputError(model.source_file or model.name, "experts",
+                               f"a whole layer models a dense MLP; this model routes tokens over {model.experts} "
+                               f"experts (predict its attention alone: layer=false)")
+    attention = predict_design(design, workload, hw, batch=batch, heads=model.heads, seq_q=seq, seq_kv=seq,
+                               head_dim=model.head_dim, dtype=dtype)
+    gemms = {name: gemm_on_array(hw, design, r, c, k, dtype) for name, r, c, k in layer_gemms(model, batch * seq)}
     return {"time_s": attention["time_s"] + sum(g["time_s"] for g in gemms.values()),
             "energy_j": attention["energy_j"] + sum(g["energy_j"] for g in gemms.values()),
             "bytes": {"dram": attention["bytes"]["dram"] + sum(g["bytes"] for g in gemms.values())},

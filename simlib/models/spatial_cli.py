@@ -1,5 +1,9 @@
 """``simlib predict fusemax``: a spatial design (fusemax, flat, unfused or a design YAML) on a transformer
-layer shape, with speedups against the unfused baseline and FLAT."""
+layer shape, with speedups against the unfused baseline and FLAT.
+
+Attention runs the model's query heads (``heads`` of ``head_dim``), each on its own: under grouped-query
+attention every query head streams its K and V. With ``layer=true`` the projections and MLP follow the model's
+shape (``layer_gemms``: K/V projections of ``kv_heads``, a third MLP matrix where the MLP is gated)."""
 from __future__ import annotations
 
 from simlib.cli.values import check_positive_int, with_defaults
@@ -33,7 +37,7 @@ def _parameters(settings: dict) -> dict:
 
 
 def run_design(design_name: str, params: dict, hw: HardwareSpec | None = None) -> dict:
-    """Attention alone, or with ``layer`` the whole layer (attention + projections + FFN on the 2D array)."""
+    """Attention alone, or with ``layer`` the whole layer (attention + projections + MLP on the 2D array)."""
     design = load_design(design_name)
     shape = load_model(params["model"])
     hw = hw or load_hardware(design.hardware)
@@ -44,8 +48,7 @@ def run_design(design_name: str, params: dict, hw: HardwareSpec | None = None) -
     if params.get("layer"):
         if params["seq_q"] != params["seq_kv"]:
             raise SimlibInputError("--set", "seq_q", "a whole layer needs seq_q = seq_kv (self attention)")
-        layer = predict_layer(*args, batch=params["batch"], heads=shape.heads, head_dim=shape.head_dim,
-                              d_model=shape.hidden, ffn=shape.intermediate, seq=params["seq_q"], dtype=params["dtype"])
+        layer = predict_layer(*args, model=shape, batch=params["batch"], seq=params["seq_q"], dtype=params["dtype"])
         attention = layer.pop("attention")
         return {**attention, **layer, "attention_time_s": attention["time_s"],
                 "attention_energy_j": attention["energy_j"]}

@@ -5,8 +5,11 @@
 * ``tts``: the Kinetics cost, vectorized, one call per model in the chunk; the intensity defaults to the
   hardware's peak over bandwidth in the ``dtype`` (fp8 unless given).
 * ``gna``: each point's shapes parsed and checked, then one vectorized simulation per dimensionality and dtype.
-* ``fusemax`` (spatial designs; the hardware list is ignored, each design runs on its own) and cascades (any
-  workload YAML): one prediction per point (their parameters are names).
+* ``fusemax`` (spatial designs) and cascades (any workload YAML): one prediction per point (their parameters
+  are names). A fusemax design runs on its own architecture (its design YAML's ``hardware``: FuseMax on
+  ``fusemax``, FLAT and the unfused baseline on ``flat``), so the spec's hardware entry does not choose it: a
+  fusemax sweep takes exactly one entry, and each row's ``hardware`` column names the architecture its design
+  ran on.
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ from simlib.models.gna_cli import DEFAULTS as GNA_DEFAULTS, gna_parameters
 from simlib.models.kinetics import tts_cost
 from simlib.models.kinetics_cli import DEFAULTS as TTS_DEFAULTS, NEEDS, default_intensity, model_shape, tts_parameters
 from simlib.models.spatial_cli import DEFAULTS as FUSEMAX_DEFAULTS, predict_fusemax
+from simlib.models.spatial_design import load_design
 from simlib.workload.model_spec import load_model
 from simlib.workload.workload import load_workload
 
@@ -142,8 +146,18 @@ FUSEMAX_OUTPUTS = ("time_s", "energy_j", "speedup_vs_unfused", "speedup_vs_flat"
 OUTPUT_COLUMNS = (*ATTENTION_OUTPUTS, *TTS_OUTPUTS, *GNA_OUTPUTS, *FUSEMAX_OUTPUTS)   # everything a sweep adds
 
 
-def evaluator_for(workload: str, source: str | None, check: list[str] | None = None):
-    """The evaluator of ``workload``; with ``check``, parameter names it does not know are an input error."""
+def _fusemax(hw, params: dict) -> dict:
+    """``simlib predict fusemax`` on one point, and ``hardware``: the architecture the design ran on (its design
+    YAML's hardware; ``hw``, the spec's entry, is not used)."""
+    result = predict_fusemax(None, params)
+    return {**result, "hardware": load_design(result["parameters"]["design"]).hardware}
+
+
+def evaluator_for(workload: str, source: str | None, check: list[str] | None = None,
+                  hardware: list[str] | None = None):
+    """The evaluator of ``workload``; with ``check``, parameter names it does not know are an input error, and
+    with ``hardware`` (the spec's list), a list the workload cannot use. An evaluator returns its output columns
+    and, where the hardware a point ran on is not the spec's entry (fusemax), a ``hardware`` column naming it."""
     if workload == "attention":
         known, fn = ATTENTION_PARAMETERS, _attention
     elif workload == "tts":
@@ -151,7 +165,13 @@ def evaluator_for(workload: str, source: str | None, check: list[str] | None = N
     elif workload == "gna":
         known, fn = set(GNA_DEFAULTS), _gna
     elif workload == "fusemax":
-        known, fn = set(FUSEMAX_DEFAULTS), _per_point(lambda hw, p: predict_fusemax(None, p), FUSEMAX_OUTPUTS)
+        known, fn = set(FUSEMAX_DEFAULTS), _per_point(_fusemax, (*FUSEMAX_OUTPUTS, "hardware"))
+        if hardware is not None and len(hardware) > 1:
+            raise SimlibInputError(source, "hardware", f"a fusemax sweep runs each design on its own architecture "
+                                                       f"(the design YAML's hardware: fusemax on fusemax, flat and "
+                                                       f"unfused on flat), so more hardware entries would only "
+                                                       f"repeat every point; expected one entry, got "
+                                                       f"{len(hardware)}: {', '.join(hardware)}")
     else:
         spec = load_workload(workload)
         known = set(spec.parameter_names) | {"execution"}

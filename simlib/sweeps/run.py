@@ -44,7 +44,9 @@ def chunk_plan(spec: SweepSpec) -> list[tuple[int, int, int, int]]:
 
 
 def evaluate_chunk(spec: SweepSpec, hw_index: int, start: int, stop: int) -> pd.DataFrame:
-    """One chunk: its parameter columns, the constraint filter, the model's outputs."""
+    """One chunk: its parameter columns, the constraint filter, the model's outputs. ``hardware`` names the
+    hardware each row ran on: the spec's entry, or the evaluator's column where it runs a point elsewhere
+    (fusemax: each design on its own architecture)."""
     _, axes = expand_axes(spec)
     hw = load_hardware(spec.hardware[hw_index])
     columns = product_rows(axes, start, stop)
@@ -57,8 +59,10 @@ def evaluate_chunk(spec: SweepSpec, hw_index: int, start: int, stop: int) -> pd.
         keep &= np.broadcast_to(np.asarray(evaluate(node, env), dtype=bool), (size,))
     params = {k: v[keep] for k, v in params.items()}
     outputs = evaluator_for(spec.workload, spec.source_file)(hw, params) if keep.any() else {}
-    frame = pd.DataFrame({"hardware": np.full(int(keep.sum()), spec.hardware[hw_index], dtype=object),
-                          **{k: params[k] for k in parameter_names(spec)}, **outputs})
+    ran_on = outputs.pop("hardware", None)          # the evaluator's own, where a point does not run on ``hw``
+    hardware = np.full(int(keep.sum()), spec.hardware[hw_index], dtype=object) if ran_on is None else \
+        np.asarray(ran_on, dtype=object)
+    frame = pd.DataFrame({"hardware": hardware, **{k: params[k] for k in parameter_names(spec)}, **outputs})
     return frame
 
 
@@ -86,7 +90,7 @@ def run_sweep(spec: SweepSpec | str | Path | dict, out: str | Path | None = None
               scheduler: str | None = None, progress: bool = False) -> pd.DataFrame:
     """Evaluate every point; with ``out`` the result is also written as Parquet (resumably)."""
     spec = spec if isinstance(spec, SweepSpec) else load_spec(spec)
-    evaluator_for(spec.workload, spec.source_file, check=parameter_names(spec))
+    evaluator_for(spec.workload, spec.source_file, check=parameter_names(spec), hardware=spec.hardware)
     check_constraints(spec, set(parameter_names(spec)))
     plan = chunk_plan(spec)
     parts = Path(str(out) + ".parts") if out else None

@@ -1,13 +1,26 @@
 """Model architectures as data: the shipped ``workloads/models/*.yaml`` (Qwen3 family, the FuseMax paper's
 BERT/TrXL/T5/XLM layer shapes) or a Hugging Face ``config.json`` read from disk.
 
+``gated_mlp``: whether the MLP is gated (SwiGLU/GeGLU: down(act(gate·x) ⊙ up·x), three matrices, as in Llama,
+Qwen and Mistral) or the classic two-matrix FFN down(act(up·x)) of the FuseMax paper's shapes (the default).
+The Qwen3 files set it. A ``config.json`` has no such key; it is decided by ``mlp_is_gated`` (first rule that
+applies):
+  1. ``model_type``, or an ``architectures`` entry without its ``For...`` suffix (case and underscores ignored),
+     names a family known to be gated (GATED_MODEL_TYPES) -> gated. This comes first because Gemma gates a
+     GELU, which rule 2 alone would call ungated.
+  2. the activation (``hidden_act``, ``hidden_activation``, ``activation_function`` or ``activation``) is SiLU
+     (``silu``, ``swish``, ``swiglu``) -> gated; any other activation -> not gated (GPT-2, OPT, Falcon, GPT-NeoX,
+     StarCoder2 pair GELU/ReLU with two matrices).
+  3. none of these keys -> an input error asking for ``model_type`` or ``hidden_act`` (every config Hugging Face
+     writes has ``model_type``), rather than a silent guess.
+
 Parameter count P: taken from the file when given (the Qwen3 files carry the Kinetics paper's counts);
 otherwise estimated from the shapes the way that paper counts most of the family, every weight included and the
 token embedding counted for input and output even when the two are tied (its Qwen3-4B figure counts it once):
-    P = 2·vocab·hidden + layers·(hidden·H·d + 2·hidden·Hkv·d + H·d·hidden + 3·hidden·intermediate·experts
+    P = 2·vocab·hidden + layers·(hidden·H·d + 2·hidden·Hkv·d + H·d·hidden + g·hidden·intermediate·experts
         + router hidden·experts + 2·hidden + 2·d) + hidden
-(attention Q, K, V, O; a gated MLP of three matrices per expert; RMS norms, Qwen3's per-head q/k norms.)
-Active parameters use the active experts instead of all of them.
+(attention Q, K, V, O; g = 3 matrices per expert for a gated MLP, 2 otherwise; RMS norms, Qwen3's per-head q/k
+norms.) Active parameters use the active experts instead of all of them.
 """
 from __future__ import annotations
 
@@ -39,6 +52,7 @@ class ModelSpec(BaseModel):
     parameters: float | None = Field(default=None, gt=0)
     experts: int = Field(default=1, gt=0)
     active_experts: int | None = Field(default=None, gt=0)
+    gated_mlp: bool = False
     source_file: str | None = None
 
     @property
@@ -51,7 +65,8 @@ class ModelSpec(BaseModel):
                                    "no parameter count given and no layers/vocab to estimate it from")
         h, d = self.hidden, self.head_dim
         attention = h * self.heads * d + 2 * h * self.key_value_heads * d + self.heads * d * h
-        mlp = 3 * h * self.intermediate * experts + (h * self.experts if self.experts > 1 else 0)
+        matrices = 3 if self.gated_mlp else 2
+        mlp = matrices * h * self.intermediate * experts + (h * self.experts if self.experts > 1 else 0)
         return 2 * self.vocab * h + self.layers * (attention + mlp + 2 * h + 2 * d) + h
 
     @property
@@ -66,12 +81,38 @@ class ModelSpec(BaseModel):
         return self._estimate(self.active_experts)
 
 
+GATED_MODEL_TYPES = frozenset({"llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "gemma",
+                               "gemma2", "gemma3", "gemma3_text", "phi3", "deepseek_v2", "deepseek_v3", "olmo",
+                               "olmo2", "granite"})
+GATED_ACTIVATIONS = frozenset({"silu", "swish", "swiglu"})
+ACTIVATION_KEYS = ("hidden_act", "hidden_activation", "activation_function", "activation")
+
+
+def _family(name: str) -> str:
+    return name.split("For")[0].replace("_", "").lower()
+
+
+def mlp_is_gated(config: dict, source: str) -> bool:
+    """Whether a Hugging Face config's MLP is gated, by the rules in the module docstring."""
+    gated_families = {_family(t) for t in GATED_MODEL_TYPES}
+    names = [config.get("model_type")] + list(config.get("architectures") or [])
+    if any(isinstance(n, str) and _family(n) in gated_families for n in names):
+        return True
+    for key in ACTIVATION_KEYS:
+        if isinstance(config.get(key), str):
+            return config[key].lower() in GATED_ACTIVATIONS
+    raise SimlibInputError(source, "model_type", f"cannot tell whether the MLP is gated: expected a model_type "
+                                                 f"(gated families: {', '.join(sorted(GATED_MODEL_TYPES))}) or "
+                                                 f"hidden_act (silu/swiglu: gated; other activations: two matrices)")
+
+
 HF_FIELDS = {"hidden": "hidden_size", "heads": "num_attention_heads", "layers": "num_hidden_layers",
              "vocab": "vocab_size"}
 
 
 def model_from_hf_config(path: str | Path) -> ModelSpec:
-    """A decoder's shape from a Hugging Face ``config.json`` (no download: a file on disk)."""
+    """A decoder's shape from a Hugging Face ``config.json`` (no download: a file on disk); whether its MLP is
+    gated by ``mlp_is_gated``."""
     path = Path(path)
     try:
         config = json.loads(path.read_text())
@@ -93,7 +134,8 @@ def model_from_hf_config(path: str | Path) -> ModelSpec:
               "intermediate": intermediate, "layers": config["num_hidden_layers"],
               "kv_heads": config.get("num_key_value_heads") or heads, "vocab": config["vocab_size"],
               "experts": config.get("num_experts") or config.get("num_local_experts") or 1,
-              "active_experts": config.get("num_experts_per_tok"), "source_file": str(path)}
+              "active_experts": config.get("num_experts_per_tok"),
+              "gated_mlp": mlp_is_gated(config, str(path)), "source_file": str(path)}
     try:
         return ModelSpec(**values)
     except ValidationError as exc:

@@ -227,3 +227,41 @@ def test_frontier_bad_rows(tmp_path, body, fragment):
     table.write_text("model,strategy,samples,gen_len,accuracy\n" + body)
     out = run("frontier", "tts", "--csv", str(table))
     assert out.returncode == 2 and "Traceback" not in out.stderr and fragment in out.stderr, out.stderr
+
+
+@pytest.mark.parametrize("config, gated", [
+    ({"model_type": "llama", "hidden_act": "silu"}, True),
+    ({"model_type": "gemma", "hidden_act": "gelu_pytorch_tanh"}, True),     # GeGLU: the family list decides
+    ({"architectures": ["Qwen2MoeForCausalLM"]}, True),                      # Qwen2Moe -> qwen2_moe
+    ({"model_type": "somenew", "hidden_act": "silu"}, True),
+    ({"model_type": "gpt_neox", "hidden_act": "gelu"}, False),
+    ({"model_type": "opt", "activation_function": "relu"}, False),
+])
+def test_gated_mlp_rule(tmp_path, config, gated):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({**config, "hidden_size": 4, "num_attention_heads": 2, "num_hidden_layers": 1,
+                                "intermediate_size": 8, "vocab_size": 10}))
+    assert load_model(str(path)).gated_mlp is gated
+
+
+def test_parameter_estimate_gated_and_not_by_hand(tmp_path):
+    # hidden 4, 2 heads / 1 KV head of 2, intermediate 8, 1 layer, vocab 10: embeddings 2*10*4 = 80; per layer
+    # Q 4*2*2 = 16, K and V 2*4*1*2 = 16, O 16, norms 2*4 + 2*2 = 12; final norm 4. The MLP: two matrices
+    # 2*4*8 = 64 (P = 80 + 124 + 4 = 208) or, gated, three: 96 (P = 240).
+    shape = {"hidden_size": 4, "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 2,
+             "num_hidden_layers": 1, "intermediate_size": 8, "vocab_size": 10}
+    for act, expected in (("gelu", 208), ("silu", 240)):
+        path = tmp_path / f"{act}.json"
+        path.write_text(json.dumps({**shape, "hidden_act": act}))
+        assert load_model(str(path)).parameter_count == expected
+    assert not load_model("bert").gated_mlp and all(load_model(f"qwen3-{s}").gated_mlp
+                                                    for s in ("0.6b", "1.7b", "4b", "8b", "14b", "32b"))
+
+
+def test_config_that_does_not_say_whether_its_mlp_is_gated(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"hidden_size": 4, "num_attention_heads": 2, "num_hidden_layers": 1,
+                                "intermediate_size": 8, "vocab_size": 10}))
+    out = run("predict", "tts", "--hardware", "b200", "--set", f"model={path}")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "model_type" in out.stderr and "cannot tell whether the MLP is gated" in out.stderr

@@ -209,3 +209,64 @@ def test_design_with_an_unknown_field(tmp_path):
     bad.write_text((DATA / "tiny_fusemax.yaml").read_text() + "pipelining: deep\n")
     out = run("predict", "fusemax", "--hardware", str(DATA / "tiny_array.yaml"), "--set", f"design={bad}")
     assert out.returncode == 2 and "pipelining" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_layer_gemms_of_bert_by_hand():
+    """BERT (reference/fusemax.md: D 768, 12 heads of 64, FFN 3072, a two-matrix FFN), batch 64 x 1K = 65536
+    tokens: the four projections 65536 x 768 x 768 (12 * 64 = 768 = D) = 38,654,705,664 MACs each, FFN up
+    65536 x 3072 x 768 and down 65536 x 768 x 3072 = 154,618,822,656 MACs each; no gate matrix."""
+    from simlib.models.spatial_attention import gemm_on_array, layer_gemms
+    t = 65536
+    assert layer_gemms(load_model("bert"), t) == [
+        ("q_proj", t, 768, 768), ("k_proj", t, 768, 768), ("v_proj", t, 768, 768), ("o_proj", t, 768, 768),
+        ("ffn_up", t, 3072, 768), ("ffn_down", t, 768, 3072)]
+    hw, design = load_hardware("fusemax"), load_design("fusemax")
+    macs = [gemm_on_array(hw, design, *shape)["macs"] for _, *shape in layer_gemms(load_model("bert"), t)]
+    assert macs == [38_654_705_664] * 4 + [154_618_822_656] * 2
+
+
+# Qwen3-0.6B (its config.json: hidden 1024, 16 query heads and 8 KV heads of 128, intermediate 3072, SwiGLU MLP),
+# batch 1 x 4096 tokens, worked by hand: (name, rows, columns, reduction, MACs, cycles on FuseMax's 256 x 256
+# array = ceil(rows/256) * ceil(columns/256) * reduction). Every one is compute-bound: the largest traffic,
+# 2 B * (4096*1024 + 1024*3072 + 4096*3072) = 39,845,888 B at 400 * 2^30 B/s, takes 92.8 us against 209 us of
+# compute (196,608 cycles at 940 MHz).
+QWEN3_06B_GEMMS = [
+    ("q_proj", 4096, 2048, 1024, 8_589_934_592, 16 * 8 * 1024),      # 16 heads * 128 = 2048 outputs
+    ("k_proj", 4096, 1024, 1024, 4_294_967_296, 16 * 4 * 1024),      # 8 KV heads * 128 = 1024 outputs
+    ("v_proj", 4096, 1024, 1024, 4_294_967_296, 16 * 4 * 1024),
+    ("o_proj", 4096, 1024, 2048, 8_589_934_592, 16 * 4 * 2048),      # back from 2048 to hidden 1024
+    ("ffn_gate", 4096, 3072, 1024, 12_884_901_888, 16 * 12 * 1024),
+    ("ffn_up", 4096, 3072, 1024, 12_884_901_888, 16 * 12 * 1024),
+    ("ffn_down", 4096, 1024, 3072, 12_884_901_888, 16 * 4 * 3072)]
+
+
+def test_layer_gemms_of_qwen3_by_hand():
+    from simlib.models.spatial_attention import gemm_on_array, layer_gemms
+    gemms = layer_gemms(load_model("qwen3-0.6b"), 4096)
+    assert gemms == [row[:4] for row in QWEN3_06B_GEMMS]
+    hw, design = load_hardware("fusemax"), load_design("fusemax")
+    for name, rows, cols, red, macs, cycles in QWEN3_06B_GEMMS:
+        g = gemm_on_array(hw, design, rows, cols, red)
+        assert g["macs"] == macs and g["time_s"] == pytest.approx(cycles / 0.94e9, rel=1e-12), name
+
+
+def test_qwen3_layer_is_attention_plus_the_hand_listed_gemms():
+    """``predict fusemax --set layer=true --set model=qwen3-0.6b``: the time is attention (16 query heads of 128,
+    each streaming its K and V) plus the seven GEMMs above: 983,040 cycles at 940 MHz = 1.0458 ms."""
+    out = run("predict", "fusemax", "--set", "model=qwen3-0.6b", "--set", "layer=true", "--set", "seq=4096",
+              "--set", "batch=1", "--json")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    cycles = sum(row[5] for row in QWEN3_06B_GEMMS)
+    assert cycles == 983_040
+    attention = predict_design(load_design("fusemax"), load_workload("attention-1pass"), load_hardware("fusemax"),
+                               batch=1, heads=16, seq_q=4096, seq_kv=4096, head_dim=128)
+    assert data["attention_time_s"] == pytest.approx(attention["time_s"], rel=1e-12)
+    assert data["time_s"] == pytest.approx(attention["time_s"] + cycles / 0.94e9, rel=1e-12)
+    assert list(data["gemms"]) == [row[0] for row in QWEN3_06B_GEMMS]
+
+
+def test_layer_of_a_mixture_of_experts_is_refused():
+    config = Path(__file__).parent.parent / "data" / "tts" / "moe-config.json"
+    out = run("predict", "fusemax", "--set", f"model={config}", "--set", "layer=true", "--set", "seq=1024")
+    assert out.returncode == 2 and "Traceback" not in out.stderr and "dense MLP" in out.stderr

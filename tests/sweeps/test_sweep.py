@@ -161,3 +161,32 @@ def test_vectorized_gna_sweep_equals_one_prediction_per_point():
                                      "dilation": row.dilation, "q_tile": row.q_tile})
         for column in ("time_s", "speedup", "speedup_bound", "tile_speedup_bound", "fully_block_sparse"):
             assert getattr(row, column) == pytest.approx(one[column], rel=1e-12), column
+
+
+def test_fusemax_rows_name_the_hardware_each_design_ran_on():
+    """Each spatial design runs on the architecture its design YAML names (workloads/designs/*.yaml, read here as
+    plain YAML): FuseMax on fusemax, FLAT on flat, whatever the spec's single hardware entry says."""
+    import yaml
+
+    from simlib.catalog_paths import WORKLOAD_DIR
+    from simlib.models.spatial_cli import run_design
+    designs = WORKLOAD_DIR / "designs"
+    spec = {"workload": "fusemax", "hardware": ["fusemax"], "axes": {"design": ["fusemax", "flat"]},
+            "fixed": {"seq": 1024, "model": "bert", "batch": 64}}
+    frame = simlib.sweep(spec)
+    assert len(frame) == 2
+    for row in frame.itertuples():
+        declared = yaml.safe_load((designs / f"{row.design}.yaml").read_text())["hardware"]
+        assert row.hardware == declared
+        direct = run_design(row.design, {"model": "bert", "seq_q": 1024, "seq_kv": 1024, "batch": 64,
+                                         "dtype": "fp16"})
+        assert row.time_s == pytest.approx(direct["time_s"], rel=1e-12)
+    assert list(frame.hardware) == ["fusemax", "flat"]
+
+
+def test_fusemax_sweep_with_two_hardware_entries_is_refused(tmp_path):
+    spec = _write_spec(tmp_path, {"workload": "fusemax", "hardware": ["fusemax", "flat"],
+                                  "axes": {"design": ["fusemax", "flat"]}, "fixed": {"seq": 1024}})
+    out = run("sweep", str(spec), "--out", str(tmp_path / "x.parquet"), "--quiet")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "hardware" in out.stderr and "runs each design on its own architecture" in out.stderr

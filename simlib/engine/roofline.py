@@ -6,6 +6,12 @@ roofline of Williams et al. (CACM 2009) with one roof per unit and per level. Un
 Einsum its own group and sums them; fused execution is one group (see :mod:`simlib.engine.traffic`). An unfused
 kernel writes its output into a new buffer: where the DRAM level gives a fresh-write bandwidth (pages zeroed on
 first touch, measured on CPUs) its writes are charged at that rate.
+
+Energy (Accelergy, Wu et al. ICCAD 2019): action counts x energy per action. The actions are each unit's
+operations and, at DRAM and at the fused kernel's holding level, reads and writes of ``access_bits`` each:
+E = sum over (unit, op) of count x energy_pj_per_op + sum over levels of (read bytes x 8 / access_bits) x
+energy_pj_per_read + (write bytes x 8 / access_bits) x energy_pj_per_write (a level that gives no write energy
+is charged its read energy for writes).
 """
 from __future__ import annotations
 
@@ -14,36 +20,50 @@ from collections import defaultdict
 from simlib.engine.prediction import EinsumCost, Prediction
 from simlib.engine.traffic import fused_traffic, unfused_traffic
 from simlib.engine.units import assign
-from simlib.hardware.schema import HardwareSpec
+from simlib.hardware.schema import HardwareSpec, MemoryLevel
+from simlib.workload.cascade import rank_of
 from simlib.workload.workload import OPERATION_KINDS, BoundWorkload
 
 FLOPS_PER_OP = {"mac": 2, "mul": 1, "add": 1, "max": 1, "exp": 1, "div": 1}
 
 
 def _stream_rank(bound: BoundWorkload) -> str | None:
+    """The rank a fused kernel streams: the workload's ``stream_rank``, else its largest reduced rank, else (maps
+    only: one pass whichever rank is streamed) its largest iterated rank; None when no Einsum iterates a rank."""
     spec_rank = bound.workload.spec.stream_rank
     if spec_rank:
         return spec_rank
-    reduced = bound.cascade.reduced_ranks
-    return max(reduced, key=lambda r: bound.rank_sizes[r]) if reduced else None
+    cascade = bound.cascade
+    candidates = cascade.reduced_ranks
+    if not candidates:
+        candidates = []
+        for einsum in cascade.einsums:
+            for v in einsum.variables:
+                rank = cascade.canonical_rank(rank_of(v))
+                if rank not in candidates:
+                    candidates.append(rank)
+    return max(candidates, key=lambda r: bound.rank_sizes[r]) if candidates else None
 
 
-def _energy_j(hw: HardwareSpec, unit_ops: dict[tuple[str, str], float], dram_bytes: float,
-              on_chip_bytes: float, level) -> float | None:
-    """Action counts x energy per action (Accelergy style), when the hardware gives every energy needed."""
+def _energy_j(hw: HardwareSpec, unit_ops: dict[tuple[str, str], float],
+              level_traffic: list[tuple[MemoryLevel | None, float, float]]) -> float | None:
+    """Action counts x energy per action (Accelergy style), when the hardware gives every energy needed.
+
+    ``level_traffic`` lists (level, bytes read, bytes written); each is priced per access of ``access_bits``.
+    """
     total_pj = 0.0
     for (unit, op), count in unit_ops.items():
         table = hw.compute[unit].energy_pj_per_op
         if count and (table is None or op not in table):
             return None
         total_pj += count * (table or {}).get(op, 0.0)
-    for lvl, nbytes in ((hw.dram, dram_bytes), (level, on_chip_bytes)):
-        if lvl is None or not nbytes:
+    for lvl, read_bytes, write_bytes in level_traffic:
+        if lvl is None or not (read_bytes or write_bytes):
             continue
         if lvl.energy_pj_per_read is None or lvl.access_bits is None:
             return None
-        per_access = (lvl.energy_pj_per_read + (lvl.energy_pj_per_write or lvl.energy_pj_per_read)) / 2
-        total_pj += nbytes * 8 / lvl.access_bits * per_access
+        per_write = lvl.energy_pj_per_write if lvl.energy_pj_per_write is not None else lvl.energy_pj_per_read
+        total_pj += (read_bytes * lvl.energy_pj_per_read + write_bytes * per_write) * 8 / lvl.access_bits
     return total_pj * 1e-12
 
 
@@ -53,7 +73,7 @@ def predict_cascade(bound: BoundWorkload, hw: HardwareSpec, sustained: bool = Fa
     stream = _stream_rank(bound)
     analysis = cascade.pass_analysis(stream) if stream else None
     fused = bound.execution == "fused"
-    traffic = fused_traffic(bound, hw, analysis) if fused and analysis else unfused_traffic(bound)
+    traffic = fused_traffic(bound, hw, analysis) if fused else unfused_traffic(bound)
     dram_bw = hw.level_bandwidth(hw.dram, sustained)
     hold_bw = hw.level_bandwidth(traffic.holding_level, sustained) if traffic.holding_level else None
 
@@ -125,5 +145,7 @@ def predict_cascade(bound: BoundWorkload, hw: HardwareSpec, sustained: bool = Fa
         unit_time_s=dict(unit_total), level_time_s=level_time,
         utilization={k: v / time_s if time_s else 0.0 for k, v in busy.items()},
         passes=cascade.pass_counts(),
-        energy_j=_energy_j(hw, unit_ops, dram_bytes, traffic.on_chip_bytes, traffic.holding_level),
+        energy_j=_energy_j(hw, unit_ops, [
+            (hw.dram, sum(c.dram_read_bytes for c in costs), sum(c.dram_write_bytes for c in costs)),
+            (traffic.holding_level, traffic.on_chip_read_bytes, traffic.on_chip_write_bytes)]),
         breakdown=costs)

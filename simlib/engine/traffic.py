@@ -15,6 +15,12 @@ the largest c that fits, with cross-pass intermediates buffered or spilled (writ
 consuming Einsum), whichever moves fewer DRAM bytes. Streamed slices are consumed where they are made (registers,
 PE register files) and count against the holding level's capacity but not its traffic; the holding level's
 traffic is the cross-pass buffers, written once and read once per consuming Einsum.
+
+Stream rank: the workload's ``stream_rank``, else its largest reduced rank, else (a cascade of maps with nothing
+to reduce, where every Einsum runs in one pass whichever rank is streamed) its largest iterated rank; with no
+rank at all (``analysis`` None) the kernel is one pass over the batch: inputs read once, outputs written once,
+intermediates kept on chip. Reads and writes are kept apart, at DRAM and at the holding level, so that energy
+can price each action at its own cost.
 """
 from __future__ import annotations
 
@@ -30,9 +36,14 @@ from simlib.workload.workload import BoundWorkload
 class Traffic:
     read_bytes: dict[int, float]       # Einsum index -> DRAM bytes read
     write_bytes: dict[int, float]
-    on_chip_bytes: float               # intermediate traffic kept in the holding level
+    on_chip_read_bytes: float          # intermediates kept in the holding level: read once per consuming Einsum
+    on_chip_write_bytes: float         # ... and written once
     spill_bytes: float                 # DRAM bytes caused by intermediates that did not fit
     holding_level: MemoryLevel | None
+
+    @property
+    def on_chip_bytes(self) -> float:
+        return self.on_chip_read_bytes + self.on_chip_write_bytes
 
 
 def holding_level(hw: HardwareSpec) -> MemoryLevel | None:
@@ -57,7 +68,7 @@ def unfused_traffic(bound: BoundWorkload) -> Traffic:
         names = {ref.name for ref in einsum.reads}
         reads[i] = sum(tensors[n].bytes for n in names)
         writes[i] = tensors[einsum.output.name].bytes
-    return Traffic(reads, writes, 0.0, 0.0, None)
+    return Traffic(reads, writes, 0.0, 0.0, 0.0, None)
 
 
 def _streamed_slice_bytes(bound: BoundWorkload, tensor: str, family: frozenset[str]) -> float:
@@ -114,12 +125,15 @@ def _largest_chunk(residents: list[_Resident], capacity: float, rows: int) -> in
     return low
 
 
-def fused_traffic(bound: BoundWorkload, hw: HardwareSpec, analysis: PassAnalysis) -> Traffic:
+def fused_traffic(bound: BoundWorkload, hw: HardwareSpec, analysis: PassAnalysis | None) -> Traffic:
+    """One fused kernel streaming ``analysis.rank``; ``analysis`` None when the Einsums iterate no rank."""
     cascade = bound.cascade
     tensors = bound.tensors
     order = _computing(bound)
     position = {i: k for k, i in enumerate(order)}
-    rows_r = row_ranks(bound, analysis.family)
+    family = analysis.family if analysis else frozenset()
+    einsum_pass = analysis.einsum_pass if analysis else {}
+    rows_r = row_ranks(bound, family)
     rows = math.prod(bound.rank_sizes[r] for r in rows_r)
 
     ranks_of = {name: _tensor_ranks(bound, name) for name in tensors}
@@ -143,23 +157,23 @@ def fused_traffic(bound: BoundWorkload, hw: HardwareSpec, analysis: PassAnalysis
     streamed_res, cross_res = [], []
     for name in first_reader:
         ranks = ranks_of[name]
-        if set(rows_r) <= ranks and not ranks & analysis.family:
+        if set(rows_r) <= ranks and not ranks & family:
             streamed_res.append(_Resident(name, tensors[name].bytes / rows, rows))
     for name, writer, users in intermediates:
-        produced = analysis.einsum_pass.get(writer, 0)
+        produced = einsum_pass.get(writer, 0)
         held = rows_of(name)
-        if any(analysis.einsum_pass.get(u, 0) > produced for u in users):
+        if any(einsum_pass.get(u, 0) > produced for u in users):
             cross_res.append(_Resident(name, tensors[name].bytes / held, held))
         else:
-            streamed = bool({rank_of(v) for v in cascade.einsums[writer].output.variables} & analysis.family)
-            size = _streamed_slice_bytes(bound, name, analysis.family) if streamed else tensors[name].bytes
+            streamed = bool({rank_of(v) for v in cascade.einsums[writer].output.variables} & family)
+            size = _streamed_slice_bytes(bound, name, family) if streamed else tensors[name].bytes
             streamed_res.append(_Resident(name, size / held, held))
     crossing = {r.name for r in cross_res}
 
     level = holding_level(hw)
     capacity = hw.level_capacity_bytes(level) if level else 0.0
 
-    def plan(spilled: set[str], chunk: int | None = None) -> tuple[float, dict, dict, float, float] | None:
+    def plan(spilled: set[str], chunk: int | None = None) -> tuple[float, dict, dict, float, float, float] | None:
         if chunk is None:
             keep = [r for r in cross_res if r.name not in spilled]
             chunk = _largest_chunk(streamed_res + keep, capacity, rows)
@@ -172,21 +186,21 @@ def fused_traffic(bound: BoundWorkload, hw: HardwareSpec, analysis: PassAnalysis
             reads[reader] += tensors[name].bytes * max(1, math.ceil(missing / chunk))
         for name in cascade.outputs:
             writes[cascade.computing_writer(name)] += tensors[name].bytes
-        spill = on_chip = 0.0
+        spill = on_chip_read = on_chip_write = 0.0
         for name, writer, users in intermediates:
-            moved = tensors[name].bytes * (1 + len(users))
             if name in spilled:
                 writes[writer] += tensors[name].bytes
                 for user in users:
                     reads[user] += tensors[name].bytes
-                spill += moved
+                spill += tensors[name].bytes * (1 + len(users))
             elif name in crossing:
-                on_chip += moved
-        return sum(reads.values()) + sum(writes.values()), reads, writes, on_chip, spill
+                on_chip_write += tensors[name].bytes
+                on_chip_read += tensors[name].bytes * len(users)
+        return sum(reads.values()) + sum(writes.values()), reads, writes, on_chip_read, on_chip_write, spill
 
     options = [p for p in (plan(set()), plan(crossing)) if p is not None]
     if not options:
         # not even one row's streaming state fits: every intermediate goes through DRAM, inputs read once
         options = [plan({name for name, *_ in intermediates}, chunk=rows)]
-    _, reads, writes, on_chip, spill = min(options, key=lambda p: p[0])
-    return Traffic(reads, writes, on_chip, spill, level)
+    _, reads, writes, on_chip_read, on_chip_write, spill = min(options, key=lambda p: p[0])
+    return Traffic(reads, writes, on_chip_read, on_chip_write, spill, level)

@@ -10,7 +10,9 @@ Forms accepted, one statement each:
   ``AV[f,p] = RNV[f,M1,p] / RD[M1,p]`` (upper-case names in an index are rank sizes);
 * initialisations with constants: ``RM[0,p] = -inf``.
 
-Index variables are the lower-case names of ranks (``m0`` iterates rank ``M0``).
+Index variables are the lower-case names of ranks (``m0`` iterates rank ``M0``). A tensor keeps one rank order,
+declared once under ``tensors`` (``K: {ranks: [E, M]}``; read as ``K[e,m]``, never ``K[m,e]``), and every index
+stays inside its tensor (from 0, and below the declared rank's size); the workload loader refuses the rest.
 
 Operation counting follows Timeloop's convention: the expression is evaluated once per point of the Einsum's
 iteration space (every index variable of the statement), and a reduction accumulates each point into an
@@ -53,9 +55,20 @@ class IndexExpr:
         coefficients = {v: evaluate(self.node, {**sizes, **zero, v: 1}) - constant for v in self.variables}
         return constant, coefficients
 
-    def max_value(self, sizes: dict[str, int], var_sizes: dict[str, int]) -> float:
+    def bounds(self, sizes: dict[str, int], var_sizes: dict[str, int]) -> tuple[int, int]:
+        """Smallest and largest value over the box 0 <= v < var_sizes[v]: an affine form c0 + sum c_v v is
+        separable, so each term is at its extreme at v = 0 or v = size - 1 (which one is the sign of c_v)."""
         constant, coefficients = self.offsets(sizes)
-        return constant + sum(c * (var_sizes[v] - 1) for v, c in coefficients.items())
+        spans = [c * (var_sizes[v] - 1) for v, c in coefficients.items()]
+        return (int(constant + sum(min(0, s) for s in spans)), int(constant + sum(max(0, s) for s in spans)))
+
+    def extreme_point(self, sizes: dict[str, int], var_sizes: dict[str, int], largest: bool) -> dict[str, int]:
+        """Variable values at which :meth:`bounds` reaches its largest (or smallest) value."""
+        _, coefficients = self.offsets(sizes)
+        return {v: var_sizes[v] - 1 if (c > 0) == largest and c != 0 else 0 for v, c in coefficients.items()}
+
+    def max_value(self, sizes: dict[str, int], var_sizes: dict[str, int]) -> int:
+        return self.bounds(sizes, var_sizes)[1]
 
 
 @dataclass(frozen=True)

@@ -66,6 +66,7 @@ class Workload:
                 if not isinstance(value, (int, float)) or isinstance(value, bool):
                     raise SimlibInputError(self.source, f"parameters.{key}", f"expected a number, got {value!r}")
         sizes = self._rank_sizes(params)
+        index_extents(self, sizes)
         return BoundWorkload(workload=self, parameters=params, rank_sizes=sizes, execution=execution)
 
     def _rank_sizes(self, params: dict) -> dict[str, int]:
@@ -140,17 +141,7 @@ class BoundWorkload:
 
     @cached_property
     def tensors(self) -> dict[str, TensorInfo]:
-        extents: dict[str, list[int]] = {}
-        var_sizes = {v: self.rank_sizes[rank_of(v)] for e in self.cascade.einsums for v in e.variables}
-        for einsum in self.cascade.einsums:
-            for ref in (einsum.output, *einsum.reads):
-                ext = [int(i.max_value(self.rank_sizes, var_sizes)) + 1 for i in ref.indices]
-                old = extents.setdefault(ref.name, ext)
-                if len(old) != len(ext):
-                    raise SimlibInputError(self.workload.source, "einsums",
-                                           f"tensor {ref.name} is used with {len(old)} and {len(ext)} indices; "
-                                           f"expected one rank count")
-                extents[ref.name] = [max(a, b) for a, b in zip(old, ext)]
+        extents = index_extents(self.workload, self.rank_sizes)
         infos: dict[str, TensorInfo] = {}
         for name, ext in extents.items():
             writer = self.cascade.computing_writer(name)
@@ -182,6 +173,50 @@ class BoundWorkload:
     def compute_dtype(self) -> str:
         """The dtype the products run in: the dtype of the first input tensor."""
         return self.tensor_dtype(self.cascade.inputs[0])
+
+
+def index_extents(workload: Workload, sizes: dict[str, int]) -> dict[str, list[int]]:
+    """Extent of each tensor along each of its positions: one more than the largest index any reference reaches
+    (an affine index c0 + sum c_v v over 0 <= v < size of v's rank; see :meth:`IndexExpr.bounds`).
+
+    The operation counts take every point of an Einsum's iteration space, so every point must name an element
+    that exists. Two ways a point would not, both refused with the Einsum, the tensor and the index named:
+    an index that goes below 0 (``A[m-1]`` at m = 0, ``A[M-2-m]`` at m = M-1), and, for a tensor whose ranks are
+    declared, an index that goes past the declared rank's size (``A[m+1]`` at m = M-1 for ``A: {ranks: [M]}``).
+    A tensor with no declared ranks is as large as its indices reach (``A[m+p]`` makes A M+P-1 long), so its
+    references are in range by construction.
+    """
+    spec, source = workload.spec, workload.source
+    einsums = workload.cascade.einsums
+    extents: dict[str, list[int]] = {}
+    for i, einsum in enumerate(einsums):
+        var_sizes = {v: sizes[rank_of(v)] for v in einsum.variables}
+        for ref in (einsum.output, *einsum.reads):
+            declared = spec.tensors[ref.name].ranks if ref.name in spec.tensors else None
+            ext = []
+            for position, index in enumerate(ref.indices):
+                low, high = index.bounds(sizes, var_sizes)
+                if low < 0:
+                    at = _point_text(index.extreme_point(sizes, var_sizes, largest=False))
+                    raise SimlibInputError(source, f"einsums[{i}] '{einsum.text}'",
+                                           f"{ref}: index {position} '{index.text}' reaches {low}{at}; expected "
+                                           f"indices from 0 (a point there would count work on an element that "
+                                           f"does not exist)")
+                if declared and high >= sizes[declared[position]]:
+                    rank = declared[position]
+                    at = _point_text(index.extreme_point(sizes, var_sizes, largest=True))
+                    raise SimlibInputError(source, f"einsums[{i}] '{einsum.text}'",
+                                           f"{ref}: index {position} '{index.text}' reaches {high}{at}, past rank "
+                                           f"{rank} ({sizes[rank]} elements) that tensors.{ref.name}.ranks declares "
+                                           f"there; expected indices 0..{sizes[rank] - 1} (a point past the end "
+                                           f"would count work on an element that does not exist)")
+                ext.append(high + 1)
+            extents[ref.name] = [max(a, b) for a, b in zip(extents.get(ref.name, ext), ext)]
+    return extents
+
+
+def _point_text(point: dict[str, int]) -> str:
+    return f" at {', '.join(f'{v} = {x}' for v, x in point.items())}" if point else ""
 
 
 def load_workload(name_or_path: str | Path | Workload) -> Workload:
@@ -223,6 +258,7 @@ def workload_from_spec(spec: WorkloadSpec, source: str) -> Workload:
         for rank in decl.ranks or []:
             if rank not in spec.ranks:
                 raise SimlibInputError(source, f"tensors.{name}.ranks", f"rank {rank} is not bound under 'ranks'")
+    _check_index_lists(spec, einsums, source)
     try:
         cascade = Cascade(einsums, {k: v.ranks for k, v in spec.tensors.items() if v.ranks})
     except CascadeError as exc:
@@ -231,6 +267,52 @@ def workload_from_spec(spec: WorkloadSpec, source: str) -> Workload:
         raise SimlibInputError(source, "stream_rank", f"rank {spec.stream_rank} is not bound under 'ranks'")
     _check_tensors_and_ranks(spec, cascade, einsums, source)
     return Workload(spec=spec, cascade=cascade, source=source)
+
+
+def _check_index_lists(spec: WorkloadSpec, einsums: list, source: str) -> None:
+    """A tensor has one rank order, declared once (as in TeAAL's ``declaration``) and kept by every reference:
+    every reference has as many indices as the tensor's declared ranks (or, undeclared, as its other references),
+    and an index that is a single rank variable names the rank declared at its position. Positions are how
+    :attr:`Cascade.rank_families` relates ranks (``K[e, m1*M0+m0]`` makes M1 and M0 parts of the M declared
+    there), so a permuted ``K[m,e]`` for a K declared ``[E, M]`` would otherwise silently make E and M one rank,
+    and a wrong index count would silently change the tensor's size. A single variable of a rank that no tensor
+    declares (a split part such as M0) is a rank derived from the declared one, and is accepted."""
+    declared = {name: decl.ranks for name, decl in spec.tensors.items() if decl.ranks}
+    declared_anywhere = {rank for ranks in declared.values() for rank in ranks}
+    first_use: dict[str, tuple[int, str]] = {}
+    for i, einsum in enumerate(einsums):
+        field = f"einsums[{i}] '{einsum.text}'"
+        for ref in (einsum.output, *einsum.reads):
+            ranks = declared.get(ref.name)
+            if ranks is None:
+                seen = first_use.setdefault(ref.name, (len(ref.indices), field))
+                if seen[0] != len(ref.indices):
+                    raise SimlibInputError(source, field, f"{ref} has {_indices(len(ref.indices))} but {seen[1]} "
+                                                          f"uses {ref.name} with {_indices(seen[0])}; expected "
+                                                          f"one rank count per tensor")
+                continue
+            expected = f"{ref.name}[{','.join(r.lower() for r in ranks)}]"
+            if len(ref.indices) != len(ranks):
+                batch = [r for r in ranks if r in spec.batch_ranks]
+                want = (f"batch ranks ({', '.join(batch)}) are not indexed, so expected them left out of the "
+                        f"declaration: ranks: [{', '.join(r for r in ranks if r not in batch)}]" if batch else
+                        f"expected {expected}")
+                raise SimlibInputError(source, field, f"{ref} has {_indices(len(ref.indices))} but "
+                                                      f"tensors.{ref.name}.ranks declares {len(ranks)} "
+                                                      f"({', '.join(ranks)}); {want}")
+            for position, (rank, index) in enumerate(zip(ranks, ref.indices)):
+                if len(index.variables) != 1:
+                    continue
+                used = rank_of(index.variables[0])
+                if used != rank and used in declared_anywhere:
+                    raise SimlibInputError(source, field,
+                                           f"{ref}: index {position} '{index.text}' iterates rank {used}, but "
+                                           f"tensors.{ref.name}.ranks declares rank {rank} at that position (rank "
+                                           f"order {', '.join(ranks)}, kept by every reference); expected {expected}")
+
+
+def _indices(count: int) -> str:
+    return f"{count} index" if count == 1 else f"{count} indices"
 
 
 def _check_tensors_and_ranks(spec: WorkloadSpec, cascade: Cascade, einsums: list, source: str) -> None:

@@ -85,6 +85,11 @@ def test_workload_show_reports_passes_sizes_and_counts():
     (["hardware", "show", str(DATA / "bad" / "hardware_negative.yaml")],
      ["hardware_negative.yaml", "memory.0.bandwidth_bytes_per_s", "greater than 0"]),
     (["predict", "no/such/file.yaml", "--hardware", "a100"], ["no/such/file.yaml", "not found"]),
+    (["predict", str(DATA / "bad" / "permuted_ranks.yaml"), "--hardware", "a100"],
+     ["permuted_ranks.yaml", "einsums[0] 'QK[m,p] = Q[e,p] * K[m,e]'", "tensors.K.ranks declares rank E",
+      "expected K[e,m]"]),
+    (["predict", str(DATA / "bad" / "index_out_of_range.yaml"), "--hardware", "a100"],
+     ["index_out_of_range.yaml", "einsums[0] 'Y[m] = A[m+1] * 2'", "reaches 64 at m = 63", "past rank M"]),
 ])
 def test_bad_input_gives_one_clear_line_and_exit_2(args, fragments):
     out = run(*args)

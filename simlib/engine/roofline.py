@@ -18,31 +18,58 @@ from __future__ import annotations
 from collections import defaultdict
 
 from simlib.engine.prediction import EinsumCost, Prediction
-from simlib.engine.traffic import fused_traffic, unfused_traffic
+from simlib.engine.traffic import Traffic, fused_traffic, unfused_traffic
 from simlib.engine.units import assign
 from simlib.hardware.schema import HardwareSpec, MemoryLevel
-from simlib.workload.cascade import rank_of
+from simlib.workload.cascade import PassAnalysis, rank_of
 from simlib.workload.workload import OPERATION_KINDS, BoundWorkload
 
 FLOPS_PER_OP = {"mac": 2, "mul": 1, "add": 1, "max": 1, "exp": 1, "div": 1}
 
 
-def _stream_rank(bound: BoundWorkload) -> str | None:
-    """The rank a fused kernel streams: the workload's ``stream_rank``, else its largest reduced rank, else (maps
-    only: one pass whichever rank is streamed) its largest iterated rank; None when no Einsum iterates a rank."""
+def _stream_candidates(bound: BoundWorkload) -> list[str]:
+    """Ranks a fused kernel may stream, best guess first: the workload's ``stream_rank``; else its largest
+    reduced rank (a reduction fixes which rank needs the passes); else, for a cascade of maps, every rank its
+    Einsums iterate, largest first (canonical names, e.g. M for M1 and M0); empty when no Einsum iterates a rank."""
     spec_rank = bound.workload.spec.stream_rank
     if spec_rank:
-        return spec_rank
+        return [spec_rank]
     cascade = bound.cascade
-    candidates = cascade.reduced_ranks
-    if not candidates:
-        candidates = []
-        for einsum in cascade.einsums:
-            for v in einsum.variables:
-                rank = cascade.canonical_rank(rank_of(v))
-                if rank not in candidates:
-                    candidates.append(rank)
-    return max(candidates, key=lambda r: bound.rank_sizes[r]) if candidates else None
+    if cascade.reduced_ranks:
+        return [max(cascade.reduced_ranks, key=lambda r: bound.rank_sizes[r])]
+    iterated: list[str] = []
+    for einsum in cascade.einsums:
+        for v in einsum.variables:
+            rank = cascade.canonical_rank(rank_of(v))
+            if rank not in iterated:
+                iterated.append(rank)
+    return sorted(iterated, key=lambda r: -bound.rank_sizes[r])
+
+
+def _stream_rank(bound: BoundWorkload) -> str | None:
+    """The rank whose passes number the Einsums of an unfused prediction: the first of
+    :func:`_stream_candidates` (an unfused kernel sequence moves the same bytes whichever it is)."""
+    candidates = _stream_candidates(bound)
+    return candidates[0] if candidates else None
+
+
+def _fused_plan(bound: BoundWorkload, hw: HardwareSpec) -> tuple[PassAnalysis | None, Traffic]:
+    """The stream rank's pass analysis and the fused kernel's traffic.
+
+    A cascade of maps has no reduction to say which rank to stream: every Einsum runs in one pass whichever it is,
+    but the DRAM traffic is not the same. Streaming rank R re-reads each input that lacks some row rank (a rank
+    other than R that every Einsum iterates) once per chunk of rows (``Y[m,p] = X[m] * Z[p]`` streaming M re-reads X
+    ceil(P / c) times and reads Z once; streaming P re-reads Z ceil(M / c) times). So every candidate is planned and
+    the one moving the fewest DRAM bytes is kept (ties: the larger rank, then the order of first use). With a
+    ``stream_rank`` or a reduced rank there is one candidate."""
+    cascade = bound.cascade
+    plans = []
+    for rank in _stream_candidates(bound):
+        analysis = cascade.pass_analysis(rank)
+        plans.append((analysis, fused_traffic(bound, hw, analysis)))
+    if not plans:
+        return None, fused_traffic(bound, hw, None)
+    return min(plans, key=lambda plan: plan[1].dram_bytes)
 
 
 def _energy_j(hw: HardwareSpec, unit_ops: dict[tuple[str, str], float],
@@ -70,10 +97,13 @@ def _energy_j(hw: HardwareSpec, unit_ops: dict[tuple[str, str], float],
 def predict_cascade(bound: BoundWorkload, hw: HardwareSpec, sustained: bool = False) -> Prediction:
     cascade = bound.cascade
     dtype = bound.compute_dtype
-    stream = _stream_rank(bound)
-    analysis = cascade.pass_analysis(stream) if stream else None
     fused = bound.execution == "fused"
-    traffic = fused_traffic(bound, hw, analysis) if fused else unfused_traffic(bound)
+    if fused:
+        analysis, traffic = _fused_plan(bound, hw)
+    else:
+        stream = _stream_rank(bound)
+        analysis = cascade.pass_analysis(stream) if stream else None
+        traffic = unfused_traffic(bound)
     dram_bw = hw.level_bandwidth(hw.dram, sustained)
     hold_bw = hw.level_bandwidth(traffic.holding_level, sustained) if traffic.holding_level else None
 

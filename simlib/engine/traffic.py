@@ -4,23 +4,33 @@ Unfused: every Einsum is its own kernel; it reads each operand tensor once from 
 (views and constant initialisations are folded into their consumers). This is the compulsory traffic of each
 kernel, a roofline lower bound that ignores re-reads caused by tiling.
 
-Fused: one kernel streams the cascade's stream rank (M for attention) for a chunk of rows at a time. Row ranks
-are the batch ranks and every rank that each computing Einsum iterates (P for attention). On chip, per chunk of
-c rows, the holding level (the largest scratchpad: GPU shared memory over all SMs, a spatial array's global
-buffer; on a CPU, with none, the largest cache) keeps: the row-indexed inputs that do not vary along the stream rank (a Q row), one slice along the
-stream rank of every intermediate consumed in the pass that makes it, and — unless they spill — the whole of every intermediate read in a later pass
-(FuseMax §III: each extra pass costs an O(M) buffer per row or spill traffic). An input without some row rank
-(K, V) is re-read once per chunk of rows (FuseMax §V: K/V re-streamed P/(rows per chunk) times). The engine takes
-the largest c that fits, with cross-pass intermediates buffered or spilled (written once, read back once per
-consuming Einsum), whichever moves fewer DRAM bytes. Streamed slices are consumed where they are made (registers,
-PE register files) and count against the holding level's capacity but not its traffic; the holding level's
-traffic is the cross-pass buffers, written once and read once per consuming Einsum.
+Fused: one kernel streams the cascade's stream rank (M for attention) for a chunk of rows at a time. Row ranks are
+the batch ranks and every rank that each computing Einsum iterates (P for attention). On chip, per chunk of c rows,
+the holding level (the largest scratchpad: GPU shared memory over all SMs, a spatial array's global buffer; on a
+CPU, with none, the largest cache) keeps: the row-indexed inputs that do not vary along the stream rank (a Q row),
+one slice along the stream rank of every intermediate consumed in the pass that makes it, and — unless they spill —
+the whole of every intermediate read in a later pass (FuseMax §III: each extra pass costs an O(M) buffer per row or
+spill traffic). An input without some row rank (K, V) is re-read once per chunk of rows (FuseMax §V: K/V re-streamed
+P/(rows per chunk) times). The engine takes the largest c that fits, with cross-pass intermediates buffered or
+spilled (written once, read back once per consuming Einsum), whichever moves fewer DRAM bytes. Streamed slices are
+consumed where they are made (registers, PE register files) and count against the holding level's capacity but not
+its traffic; the holding level's traffic is the cross-pass buffers, written once and read once per consuming Einsum.
 
-Stream rank: the workload's ``stream_rank``, else its largest reduced rank, else (a cascade of maps with nothing
-to reduce, where every Einsum runs in one pass whichever rank is streamed) its largest iterated rank; with no
-rank at all (``analysis`` None) the kernel is one pass over the batch: inputs read once, outputs written once,
-intermediates kept on chip. Reads and writes are kept apart, at DRAM and at the holding level, so that energy
-can price each action at its own cost.
+Bound by the unfused sequence: a fused kernel can always run as the unfused kernels would, one phase per
+Einsum separated by grid-wide barriers, every intermediate written to DRAM and read back (a cascade of one
+Einsum is the same kernel either way). So the fused kernel moves at most the unfused traffic, and where the
+streaming plan above would move more (an input without some row rank is re-read once per chunk of rows, while
+the unfused count reads each operand once), the fused traffic is the unfused traffic, its intermediates'
+round trips counted as spill and nothing held on chip. Under this module's convention the unfused count is
+each kernel's compulsory traffic, so the bound also keeps the two conventions consistent: ``Y[m,p] = X[m] *
+Z[p]`` alone is one kernel, and its fused and unfused bytes are the same.
+
+Stream rank (chosen by :func:`simlib.engine.roofline.predict_cascade`): the workload's ``stream_rank``, else its
+largest reduced rank, else (a cascade of maps with nothing to reduce, where every Einsum runs in one pass
+whichever rank is streamed, but the re-reads of broadcast inputs depend on it) the iterated rank whose plan
+moves the fewest DRAM bytes; with no rank at all (``analysis`` None) the kernel is one pass over the batch:
+inputs read once, outputs written once, intermediates kept on chip. Reads and writes are kept apart, at DRAM
+and at the holding level, so that energy can price each action at its own cost.
 """
 from __future__ import annotations
 
@@ -44,6 +54,10 @@ class Traffic:
     @property
     def on_chip_bytes(self) -> float:
         return self.on_chip_read_bytes + self.on_chip_write_bytes
+
+    @property
+    def dram_bytes(self) -> float:
+        return sum(self.read_bytes.values()) + sum(self.write_bytes.values())
 
 
 def holding_level(hw: HardwareSpec) -> MemoryLevel | None:
@@ -202,5 +216,24 @@ def fused_traffic(bound: BoundWorkload, hw: HardwareSpec, analysis: PassAnalysis
     if not options:
         # not even one row's streaming state fits: every intermediate goes through DRAM, inputs read once
         options = [plan({name for name, *_ in intermediates}, chunk=rows)]
-    _, reads, writes, on_chip_read, on_chip_write, spill = min(options, key=lambda p: p[0])
+    moved, reads, writes, on_chip_read, on_chip_write, spill = min(options, key=lambda p: p[0])
+    unfused = unfused_traffic(bound)
+    if unfused.dram_bytes < moved:
+        return _as_unfused_sequence(bound, unfused)
     return Traffic(reads, writes, on_chip_read, on_chip_write, spill, level)
+
+
+def _as_unfused_sequence(bound: BoundWorkload, unfused: Traffic) -> Traffic:
+    """The fused kernel run as the unfused sequence (see the module docstring): the unfused DRAM traffic, nothing
+    held on chip, and as spill every DRAM byte that is not an input read or an output write (each intermediate
+    written once and read once per consuming Einsum)."""
+    cascade = bound.cascade
+    tensors = bound.tensors
+    spill = 0.0
+    for i in _computing(bound):
+        einsum = cascade.einsums[i]
+        if einsum.output.name not in cascade.outputs:
+            spill += tensors[einsum.output.name].bytes
+        spill += sum(tensors[name].bytes for name in {ref.name for ref in einsum.reads}
+                     if cascade.view_source(name) not in cascade.inputs)
+    return Traffic(dict(unfused.read_bytes), dict(unfused.write_bytes), 0.0, 0.0, spill, None)

@@ -11,8 +11,11 @@ Forms accepted, one statement each:
 * initialisations with constants: ``RM[0,p] = -inf``.
 
 Index variables are the lower-case names of ranks (``m0`` iterates rank ``M0``). A tensor keeps one rank order,
-declared once under ``tensors`` (``K: {ranks: [E, M]}``; read as ``K[e,m]``, never ``K[m,e]``), and every index
-stays inside its tensor (from 0, and below the declared rank's size); the workload loader refuses the rest.
+declared once under ``tensors`` (``K: {ranks: [E, M]}``; read as ``K[e,m]``, never ``K[m,e]``) or, for a tensor
+no declaration names that an Einsum writes, set by the reference that writes it (``T[m,p] = ...`` is read as
+``T[m,p]``, never ``T[p,m]``). Every index stays inside its tensor: from 0, below the declared rank's size, and,
+for a written tensor, inside what its writers write (``T[m+1]`` is refused when only ``T[m]`` is written); the
+workload loader refuses the rest.
 
 Operation counting follows Timeloop's convention: the expression is evaluated once per point of the Einsum's
 iteration space (every index variable of the statement), and a reduction accumulates each point into an

@@ -19,7 +19,7 @@ from simlib.errors import SimlibInputError
 from simlib.expressions import ExpressionError, evaluate, names_in, parse_expression
 from simlib.schema_errors import raise_for_validation
 from simlib.workload.cascade import Cascade, CascadeError, rank_of
-from simlib.workload.einsum import EinsumSyntaxError, parse_einsum
+from simlib.workload.einsum import EinsumSyntaxError, TensorRef, parse_einsum
 from simlib.workload.schema import WorkloadSpec
 from simlib.yaml_loading import load_yaml_file
 
@@ -180,20 +180,34 @@ def index_extents(workload: Workload, sizes: dict[str, int]) -> dict[str, list[i
     (an affine index c0 + sum c_v v over 0 <= v < size of v's rank; see :meth:`IndexExpr.bounds`).
 
     The operation counts take every point of an Einsum's iteration space, so every point must name an element
-    that exists. Two ways a point would not, both refused with the Einsum, the tensor and the index named:
-    an index that goes below 0 (``A[m-1]`` at m = 0, ``A[M-2-m]`` at m = M-1), and, for a tensor whose ranks are
-    declared, an index that goes past the declared rank's size (``A[m+1]`` at m = M-1 for ``A: {ranks: [M]}``).
-    A tensor with no declared ranks is as large as its indices reach (``A[m+p]`` makes A M+P-1 long), so its
-    references are in range by construction.
+    that exists. Three ways a point would not, each refused with the Einsum, the tensor and the index named:
+
+    * an index that goes below 0 (``A[m-1]`` at m = 0, ``A[M-2-m]`` at m = M-1);
+    * for a tensor whose ranks are declared, an index past the declared rank's size (``A[m+1]`` at m = M-1 for
+      ``A: {ranks: [M]}``);
+    * for a tensor some Einsum writes, a read outside what its writers write: at each position the read's range
+      [low, high] must lie inside the union of the writers' ranges there (constant initialisations included, so
+      the recurrence ``RM[m1+1,p] = max(RM[m1,p], ...)`` after ``RM[0,p] = -inf`` writes 0..M1 and may read
+      ``RM[m1,p]``, 0..M1-1). Without this, ``Y[m] = T[m+1] - T[m]`` after ``T[m] = exp(X[m])`` would size T as
+      M + 1 and count a read of T[M], which no Einsum writes.
+
+    The comparison is of ranges, position by position: exact for writers whose indices take every value between
+    their smallest and largest (a variable with an offset, ``m1*M0+m0``, a constant), while a strided ``T[2*m]``
+    or a diagonal ``T[m,m]`` writes only part of the box its ranges span, which this check cannot see. A read is
+    judged by its whole range, so a strided read that would step over an unwritten gap is refused as well.
+
+    An input (read, never written) is as large as its indices reach (``A[m+p]`` makes A M+P-1 long), so its
+    reads are in range by construction.
     """
     spec, source = workload.spec, workload.source
     einsums = workload.cascade.einsums
     extents: dict[str, list[int]] = {}
+    ranges: list[tuple[int, TensorRef, list[tuple[int, int]]]] = []   # (Einsum, reference, (low, high) each index)
     for i, einsum in enumerate(einsums):
         var_sizes = {v: sizes[rank_of(v)] for v in einsum.variables}
         for ref in (einsum.output, *einsum.reads):
             declared = spec.tensors[ref.name].ranks if ref.name in spec.tensors else None
-            ext = []
+            spans = []
             for position, index in enumerate(ref.indices):
                 low, high = index.bounds(sizes, var_sizes)
                 if low < 0:
@@ -210,9 +224,78 @@ def index_extents(workload: Workload, sizes: dict[str, int]) -> dict[str, list[i
                                            f"{rank} ({sizes[rank]} elements) that tensors.{ref.name}.ranks declares "
                                            f"there; expected indices 0..{sizes[rank] - 1} (a point past the end "
                                            f"would count work on an element that does not exist)")
-                ext.append(high + 1)
+                spans.append((low, high))
+            ranges.append((i, ref, spans))
+            ext = [high + 1 for _, high in spans]
             extents[ref.name] = [max(a, b) for a, b in zip(extents.get(ref.name, ext), ext)]
+    _check_reads_inside_writes(workload, sizes, ranges)
     return extents
+
+
+def _check_reads_inside_writes(workload: Workload, sizes: dict[str, int],
+                               ranges: list[tuple[int, TensorRef, list[tuple[int, int]]]]) -> None:
+    """Refuse a read of a written tensor whose range at some position leaves the union of its writers' ranges
+    there (see :func:`index_extents`); the message names the first element read that no Einsum writes."""
+    einsums = workload.cascade.einsums
+    written: dict[str, list[list[tuple[int, int]]]] = {}      # tensor -> per position, writers' (low, high)
+    writers: dict[str, list[int]] = {}
+    for i, ref, spans in ranges:
+        if ref is einsums[i].output:
+            per_position = written.setdefault(ref.name, [[] for _ in spans])
+            for position, span in enumerate(spans):
+                per_position[position].append(span)
+            writers.setdefault(ref.name, []).append(i)
+    for i, ref, spans in ranges:
+        if ref is einsums[i].output or ref.name not in written:
+            continue
+        for position, (low, high) in enumerate(spans):
+            merged = _merge(written[ref.name][position])
+            missing = _first_missing(merged, low, high)
+            if missing is None:
+                continue
+            einsum = einsums[i]
+            index = ref.indices[position]
+            var_sizes = {v: sizes[rank_of(v)] for v in einsum.variables}
+            if missing in (low, high):
+                at = _point_text(index.extreme_point(sizes, var_sizes, largest=missing == high and missing != low))
+                reach = f"reaches {missing}{at}"
+            else:
+                reach = f"spans {low}..{high}, which includes {missing}"
+            where = ", ".join(f"{a}..{b}" if a != b else f"{a}" for a, b in merged)
+            by = "; ".join(f"einsums[{j}] '{einsums[j].text}'" for j in writers[ref.name])
+            hint = ""
+            computing = workload.cascade.computing_writer(ref.name)
+            if computing == i and missing < merged[0][0]:
+                layout = einsums[i].output
+                start = ",".join(str(missing) if k == position else idx.text for k, idx in enumerate(layout.indices))
+                hint = f", or a first value for the recurrence, e.g. {ref.name}[{start}] = 0"
+            raise SimlibInputError(workload.source, f"einsums[{i}] '{einsum.text}'",
+                                   f"{ref}: index {position} '{index.text}' {reach}, but {ref.name} is written "
+                                   f"only at {where} in that position (by {by}); expected reads of elements some "
+                                   f"Einsum writes{hint} (an element no Einsum writes would be counted as work and "
+                                   f"traffic on a value that does not exist)")
+
+
+def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Union of closed integer ranges as disjoint, sorted ranges (adjacent ranges join: 0..0 and 1..4 is 0..4)."""
+    merged: list[tuple[int, int]] = []
+    for low, high in sorted(spans):
+        if merged and low <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], high))
+        else:
+            merged.append((low, high))
+    return merged
+
+
+def _first_missing(merged: list[tuple[int, int]], low: int, high: int) -> int | None:
+    """The smallest value of low..high outside the disjoint sorted ranges ``merged``; None if there is none."""
+    value = low
+    for a, b in merged:
+        if value < a:
+            break
+        if value <= b:
+            value = b + 1
+    return value if value <= high else None
 
 
 def _point_text(point: dict[str, int]) -> str:
@@ -265,6 +348,7 @@ def workload_from_spec(spec: WorkloadSpec, source: str) -> Workload:
         raise SimlibInputError(source, exc.field, str(exc)) from None
     if spec.stream_rank is not None and spec.stream_rank not in spec.ranks:
         raise SimlibInputError(source, "stream_rank", f"rank {spec.stream_rank} is not bound under 'ranks'")
+    _check_written_rank_order(spec, cascade, source)
     _check_tensors_and_ranks(spec, cascade, einsums, source)
     return Workload(spec=spec, cascade=cascade, source=source)
 
@@ -276,7 +360,8 @@ def _check_index_lists(spec: WorkloadSpec, einsums: list, source: str) -> None:
     :attr:`Cascade.rank_families` relates ranks (``K[e, m1*M0+m0]`` makes M1 and M0 parts of the M declared
     there), so a permuted ``K[m,e]`` for a K declared ``[E, M]`` would otherwise silently make E and M one rank,
     and a wrong index count would silently change the tensor's size. A single variable of a rank that no tensor
-    declares (a split part such as M0) is a rank derived from the declared one, and is accepted."""
+    declares (a split part such as M0) is a rank derived from the declared one, and is accepted. The rank order of
+    a tensor no declaration names is that of the reference writing it (:func:`_check_written_rank_order`)."""
     declared = {name: decl.ranks for name, decl in spec.tensors.items() if decl.ranks}
     declared_anywhere = {rank for ranks in declared.values() for rank in ranks}
     first_use: dict[str, tuple[int, str]] = {}
@@ -309,6 +394,53 @@ def _check_index_lists(spec: WorkloadSpec, einsums: list, source: str) -> None:
                                            f"{ref}: index {position} '{index.text}' iterates rank {used}, but "
                                            f"tensors.{ref.name}.ranks declares rank {rank} at that position (rank "
                                            f"order {', '.join(ranks)}, kept by every reference); expected {expected}")
+
+
+def _check_written_rank_order(spec: WorkloadSpec, cascade: Cascade, source: str) -> None:
+    """A tensor that no declaration names but an Einsum writes (an intermediate, usually) has the rank order of the
+    reference that writes it: its computing writer's output (``T[m,p]`` in ``T[m,p] = exp(X[m,p])``), or, for a
+    tensor only constants initialise, the first initialisation. Every other reference keeps that order: where both
+    the writing index and the other index hold a single rank variable (``p``, ``m1+1``), the two ranks must be one
+    rank family (:attr:`Cascade.rank_families`: the same rank, or ranks that a declared tensor's reference relates,
+    such as M, M1 and M0 after ``K[e, m1*M0+m0]`` for K declared ``[E, M]``). Indices of several variables
+    (``m1*M0+m0``) and constants (``0``, ``M1``) are split or derived positions, accepted here as they are for
+    declared tensors, and kept in range by :func:`index_extents`.
+
+    Without this, ``Y[m,p] = T[p,m] * 2`` after ``T[m,p] = exp(X[m,p])`` would make T as large as both orders
+    together (M = 4096, P = 16: 4096 x 4096 elements instead of 4096 x 16) and count that much traffic. Declared
+    tensors are checked against their declaration (:func:`_check_index_lists`); inputs have no writer and are
+    sized by their indices."""
+    families = cascade.rank_families
+    einsums = cascade.einsums
+    for name in dict.fromkeys(e.output.name for e in einsums):
+        if name in spec.tensors and spec.tensors[name].ranks:
+            continue
+        writer = cascade.computing_writer(name)
+        if writer is None:
+            writer = cascade.writers(name)[0]
+        layout = einsums[writer].output
+        for i, einsum in enumerate(einsums):
+            for ref in (einsum.output, *einsum.reads):
+                if ref.name != name or ref is layout:
+                    continue
+                for position, (w_index, index) in enumerate(zip(layout.indices, ref.indices)):
+                    if len(w_index.variables) != 1 or len(index.variables) != 1:
+                        continue
+                    rank, used = rank_of(w_index.variables[0]), rank_of(index.variables[0])
+                    family = families.get(rank, frozenset({rank}))
+                    if used in family:
+                        continue
+                    expected = ",".join(w.variables[0] if len(w.variables) == 1 and len(r.variables) == 1 else r.text
+                                        for w, r in zip(layout.indices, ref.indices))
+                    others = ", ".join(sorted(family - {rank}))
+                    parts = f" or another rank of its family ({others})" if others else ""
+                    raise SimlibInputError(source, f"einsums[{i}] '{einsum.text}'",
+                                           f"{ref}: index {position} '{index.text}' iterates rank {used}, but "
+                                           f"einsums[{writer}] '{einsums[writer].text}' writes {name} with rank "
+                                           f"{rank} at that position ({layout}); a tensor no declaration names "
+                                           f"keeps the rank order of the reference that writes it, so expected "
+                                           f"rank {rank}{parts} there: {name}[{expected}], or a declaration "
+                                           f"under 'tensors'")
 
 
 def _indices(count: int) -> str:

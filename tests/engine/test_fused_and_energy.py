@@ -1,9 +1,11 @@
 """Fused traffic of cascades with nothing to reduce, and energy with reads and writes priced apart.
 
-Sources of the expected values: the fixtures' numbers (tests/data/tiny_gpu.yaml, tests/data/tiny_energy.yaml)
-and the closed forms written out in each test: a fused kernel reads each input once and writes each output once
-when every row's state fits on chip; energy is action counts x energy per action (Accelergy), a DRAM read of
-64 bits costing 100 pJ and a write 300 pJ on tiny_energy.yaml. Tolerance: 1e-9 relative; byte counts exact.
+Sources of the expected values: the fixtures' numbers (tests/data/tiny_gpu.yaml, tests/data/tiny_energy.yaml) and
+the closed forms written out in each test: a fused kernel reads each input once and writes each output once when
+every row's state fits on chip, re-reads an input lacking a row rank once per chunk of rows, streams the rank of a
+cascade of maps that moves the fewest bytes, and never moves more than the unfused sequence it can always run;
+energy is action counts x energy per action (Accelergy), a DRAM read of 64 bits costing 100 pJ and a write 300 pJ on
+tiny_energy.yaml. Tolerance: 1e-9 relative; byte counts exact.
 """
 from pathlib import Path
 
@@ -59,6 +61,81 @@ def test_fused_broadcast_map_chains_move_only_inputs_and_outputs(tmp_path_factor
     assert fused.bytes["dram"] == 4 * (2 * M * P + P)
     assert unfused.bytes["dram"] == 4 * (2 * M * P + P) + (chain - 1) * 2 * 4 * M * P
     assert fused.spill_bytes == 0
+
+
+def test_a_fused_broadcast_product_moves_no_more_than_unfused(tmp_path):
+    # Y[m,p] = X[m] * Z[p], M = 100000, P = 50000, fp32 on tiny_gpu (2 x 64 KiB of shared memory). One Einsum is
+    # the same kernel fused or not, and the unfused count is its compulsory traffic: X, Z read once and Y written
+    # once, 4 (M + P + M P) = 20,000,600,000 bytes. Before, fused streamed the largest rank M: a chunk of
+    # 131072 / 4 = 32768 rows of P holds their Z values, and X is re-read ceil(50000 / 32768) = 2 times:
+    # 4 (2 M + P + M P) = 20,001,000,000 bytes (streaming P instead: Z re-read ceil(100000 / 32768) = 4 times,
+    # 4 (M + 4 P + M P) = 20,001,200,000). Both exceed the unfused sequence, which a fused kernel can always run.
+    path = _write(tmp_path, "broadcast.yaml", "name: b\nparameters: {dtype: fp32}\nranks: {M: 100000, P: 50000}\n"
+                                              "einsums: ['Y[m,p] = X[m] * Z[p]']\n")
+    fused = simlib.predict(path, hardware=TINY, execution="fused")
+    unfused = simlib.predict(path, hardware=TINY, execution="unfused")
+    assert fused.bytes["dram"] == unfused.bytes["dram"] == 20_000_600_000
+    assert fused.spill_bytes == 0 and "smem" not in fused.bytes           # nothing held on chip, no intermediate
+    # memory-bound: 5e9 multiplies on the vector unit (1e11/s) take 0.05 s, the bytes at 1e11 B/s 0.200006 s
+    assert fused.time_s == pytest.approx(20_000_600_000 / 1e11, rel=REL)
+    assert fused.time_s == pytest.approx(unfused.time_s, rel=REL)
+
+
+def test_fused_maps_stream_the_rank_that_moves_fewest_bytes(tmp_path):
+    # T[m,p] = X[m] * Z[p], Y[m,p] = exp(T[m,p]); M = 32768, P = 16385, fp32, tiny_gpu. Either rank streamed, a
+    # row holds its broadcast input (4 bytes) and its slice of T (4 bytes): chunks of 131072 / 8 = 16384 rows.
+    # Streaming M (the largest, the old choice) re-reads X ceil(P / 16384) = 2 times: 4 (2 M + P + M P) bytes.
+    # Streaming P re-reads Z ceil(M / 16384) = 2 times: 4 (M + 2 P + M P) bytes, fewer since P < M.
+    M, P = 32768, 16385
+    path = _write(tmp_path, "chain.yaml", f"name: c\nparameters: {{dtype: fp32}}\nranks: {{M: {M}, P: {P}}}\n"
+                                          "einsums: ['T[m,p] = X[m] * Z[p]', 'Y[m,p] = exp(T[m,p])']\n")
+    fused = simlib.predict(path, hardware=TINY, execution="fused")
+    assert fused.bytes["dram"] == 4 * (M + 2 * P + M * P) == 2_147_876_872
+    assert fused.spill_bytes == 0 and [c.pass_number for c in fused.breakdown] == [1, 1]
+    # unfused also writes T and reads it back: 4 (M + P + 3 M P)
+    assert simlib.predict(path, hardware=TINY, execution="unfused").bytes["dram"] == 4 * (M + P + 3 * M * P)
+
+
+@settings(max_examples=60, deadline=None)
+@given(M=st.integers(1, 64) | st.integers(10_000, 200_000), P=st.integers(1, 64) | st.integers(10_000, 200_000),
+       chain=st.integers(1, 3))
+def test_fused_broadcast_maps_against_the_closed_form(tmp_path_factory, M, P, chain):
+    # T1[m,p] = X[m] * Z[p], then T(k+1) = exp(Tk), fp32 on tiny_gpu (131072 bytes of shared memory). A row of the
+    # streamed plan holds its broadcast input and a slice of each of the chain - 1 intermediates, 4 bytes each:
+    # chunks of c = min(rows, 131072 // (4 chain)). Streaming M re-reads X ceil(P / c) times, streaming P re-reads
+    # Z ceil(M / c) times; the unfused sequence reads X and Z once and writes and reads back each intermediate.
+    # Fused is the least of the three; never more than unfused.
+    einsums = ["T1[m,p] = X[m] * Z[p]"] + [f"T{k + 1}[m,p] = exp(T{k}[m,p])" for k in range(1, chain)]
+    text = (f"name: chain\nparameters: {{dtype: fp32}}\nranks: {{M: {M}, P: {P}}}\neinsums:\n"
+            + "".join(f"  - {e}\n" for e in einsums))
+    path = _write(tmp_path_factory.mktemp("w"), "chain.yaml", text)
+    per_row = 4 * chain
+    stream_m = 4 * M * P + 4 * M * -(-P // min(P, 131072 // per_row)) + 4 * P
+    stream_p = 4 * M * P + 4 * P * -(-M // min(M, 131072 // per_row)) + 4 * M
+    unfused = 4 * (M + P + M * P) + (chain - 1) * 2 * 4 * M * P
+    fused = simlib.predict(path, hardware=TINY, execution="fused")
+    assert fused.bytes["dram"] == min(stream_m, stream_p, unfused)
+    assert simlib.predict(path, hardware=TINY, execution="unfused").bytes["dram"] == unfused
+
+
+def test_fused_runs_as_the_unfused_sequence_when_streaming_would_move_more(tmp_path):
+    # attention-3pass, M = P = 64, E = F = 16, bf16, on tiny_gpu cut to 32 bytes of shared memory per SM (64 in
+    # all). A chunk holds at most 64 / (E x 2 bytes of a Q row) = 2 rows, so streaming re-reads K and V at least
+    # 64 / 2 = 32 times each: 2 x 32 x E M 2 = 131,072 bytes. The unfused sequence moves
+    # 2 (E P + E M + F M + F P + 8 M P + 4 P) = 74,240 bytes (QK, SN each written once and read twice; A written
+    # and read once; GM, SD written and read once each), so the fused kernel runs as that sequence: the same
+    # bytes, nothing held on chip, every byte but Q, K, V read and AV written (2 x (3 E M + F P) = 8192) spilled.
+    text = (DATA / "tiny_gpu.yaml").read_text().replace("capacity_bytes: 65536}", "capacity_bytes: 32}", 1)
+    hw = _write(tmp_path, "small_smem.yaml", text)
+    shape = dict(seq_q=64, seq_kv=64, head_dim=16, head_dim_v=16)
+    fused = simlib.predict("attention-3pass", hardware=hw, execution="fused", **shape)
+    unfused = simlib.predict("attention-3pass", hardware=hw, execution="unfused", **shape)
+    E = F = 16
+    M = P = 64
+    assert fused.bytes["dram"] == unfused.bytes["dram"] == 2 * (E * P + E * M + F * M + F * P + 8 * M * P + 4 * P)
+    assert fused.bytes["dram"] == 74_240
+    assert fused.spill_bytes == 74_240 - 2 * (3 * E * M + F * P) and "smem" not in fused.bytes
+    assert fused.time_s <= unfused.time_s
 
 
 def test_fused_cascade_iterating_no_rank_is_one_pass_over_the_batch(tmp_path):

@@ -3,10 +3,10 @@
 Rank order: a tensor's ranks are declared once (``tensors: K: {ranks: [E, M]}``) and every reference keeps that
 order and count; a permuted or miscounted reference is an input error naming the Einsum and the tensor. Ranges:
 every point of an Einsum's iteration space is counted, so an index below 0, or past a declared rank's size, is
-an input error; an undeclared tensor is as large as its indices reach. The expected extents and counts come from
+an input error; an input (read, never written) is as large as its indices reach (tensors that
+an Einsum writes: tests/workload/test_written_tensors.py). The expected extents and counts come from
 numpy enumerating every point of the iteration space (exact integer equality).
 """
-import itertools
 
 import numpy as np
 import pytest
@@ -187,9 +187,18 @@ def test_shipped_recurrences_and_splits_stay_in_range():
         assert bound.tensors["K"].shape == {"B": 1, "H": 1, "E": 8, "M": 64}
     assert load_workload("attention-1pass").bind(dict(seq_kv=64, block_kv=16)).tensors["RM"].elements == \
         (64 // 16 + 1) * 4096
-    # brute force of the split index m1*M0 + m0 over M1 x M0 = 4 x 16
-    split = [m1 * 16 + m0 for m1, m0 in itertools.product(range(4), range(16))]
-    assert sorted(split) == list(range(64))
+    # simlib's own bounds of the split index K[e, m1*M0+m0] (parsed from the shipped file) and the extent it gives
+    # K and the view BK, against numpy evaluating the index at every point of M1 x M0 = 4 x 16
+    bound = load_workload("attention-1pass").bind(dict(seq_kv=64, block_kv=16, seq_q=4, head_dim=8, head_dim_v=8))
+    view = next(e for e in bound.cascade.einsums if e.output.name == "BK")
+    index = view.reads[0].indices[1]
+    assert index.text == "m1 * M0 + m0"
+    m1, m0 = np.meshgrid(np.arange(4), np.arange(16), indexing="ij")
+    split = m1 * 16 + m0
+    var_sizes = {v: bound.rank_sizes[v.upper()] for v in view.variables}
+    assert index.bounds(bound.rank_sizes, var_sizes) == (split.min(), split.max())
+    assert bound.tensors["K"].shape["M"] == split.max() + 1
+    assert bound.tensors["BK"].elements == split.size * 8           # BK[e,m1,m0]: E x M1 x M0, nothing left out
 
 
 @settings(max_examples=100, deadline=None)

@@ -2,6 +2,10 @@
 HTML with PNGs and tables, no server: the roofline per hardware (where the results carry FLOPs and bytes), the
 best configurations per hardware, and the sensitivity of time to each axis (median time against each axis's
 values, the others varying).
+
+The best-configuration table and the sensitivity curves group rows by hardware, and in a fusemax sweep (rows
+with a ``design`` column) by design and the hardware it ran on: several designs run on one architecture (FLAT
+and the unfused baseline both on ``flat``), so grouping by hardware alone would put two designs in one curve.
 """
 from __future__ import annotations
 
@@ -47,6 +51,35 @@ def _table_html(frame: pd.DataFrame) -> str:
     return frame.to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0)
 
 
+def group_columns(frame: pd.DataFrame) -> list[str]:
+    """The columns one curve and one best row stand for: ``design`` and ``hardware`` where the rows name a
+    design (a fusemax sweep: designs share hardware), else ``hardware``."""
+    return ["design", "hardware"] if "design" in frame.columns else ["hardware"]
+
+
+def _label(columns: list[str], key) -> str:
+    values = key if isinstance(key, tuple) else (key,)
+    named = dict(zip(columns, map(str, values)))
+    return f"{named['design']} on {named['hardware']}" if "design" in named else named.get("hardware", "")
+
+
+def best_rows(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """The row with the lowest ``metric`` per group (``group_columns``)."""
+    return frame.loc[frame.dropna(subset=[metric]).groupby(group_columns(frame))[metric].idxmin()]
+
+
+def sensitivity_curves(frame: pd.DataFrame, axis: str, metric: str) -> dict[str, pd.Series]:
+    """Median ``metric`` against ``axis``'s values, one curve per group (``group_columns``), keyed by its label
+    ("fusemax on fusemax", "h100"). Where ``axis`` is itself a grouping column (design), each of its values is
+    one group, so one curve goes across them, keyed "median over the other axes"."""
+    numeric = pd.api.types.is_numeric_dtype(frame[axis]) and not pd.api.types.is_bool_dtype(frame[axis])
+    columns = group_columns(frame)
+    if axis in columns:
+        return {"median over the other axes": frame.groupby(axis, sort=numeric)[metric].median()}
+    return {_label(columns, key): part.groupby(axis, sort=numeric)[metric].median()
+            for key, part in frame.groupby(columns)}
+
+
 def build_report(source: str | Path, out: str | Path, metric: str = "time_s") -> Path:
     frame, axes, title = _load(source)
     if metric not in frame.columns:
@@ -69,13 +102,12 @@ def build_report(source: str | Path, out: str | Path, metric: str = "time_s") ->
             fig.savefig(folder / image, dpi=110)
             plt.close(fig)
             sections.append(f"<h3>Roofline: {html.escape(name)}</h3><img src='{html.escape(image)}'>")
-    best = frame.loc[frame.dropna(subset=[metric]).groupby("hardware")[metric].idxmin()]
-    sections.append("<h2>Best configuration per hardware</h2>" + _table_html(best))
+    per = "design (the hardware column: the architecture it ran on)" if "design" in frame.columns else "hardware"
+    sections.append(f"<h2>Best configuration per {per}</h2>" + _table_html(best_rows(frame, metric)))
     for axis in axes:
         fig, ax = plt.subplots(figsize=(5, 3.5))
         numeric = pd.api.types.is_numeric_dtype(frame[axis]) and not pd.api.types.is_bool_dtype(frame[axis])
-        for name, part in frame.groupby("hardware"):
-            curve = part.groupby(axis, sort=numeric)[metric].median()
+        for name, curve in sensitivity_curves(frame, axis, metric).items():
             ax.plot(curve.index if numeric else curve.index.astype(str), curve.values, marker="o", label=name)
         if numeric and frame[axis].min() > 0 and frame[axis].max() / frame[axis].min() > 20:
             ax.set_xscale("log")

@@ -84,3 +84,65 @@ def test_report_refuses_results_it_cannot_draw(tmp_path):
         out = subprocess.run([sys.executable, "-m", "simlib.cli.main", "report", str(tmp_path / name), "--out",
                               str(tmp_path / "r")], capture_output=True, text=True)
         assert out.returncode == 2 and "Traceback" not in out.stderr and fragment in out.stderr, out.stderr
+
+
+FUSEMAX_ROWS = pd.DataFrame({      # FLAT and unfused both ran on flat; times chosen so no two designs agree
+    "hardware": ["fusemax", "flat", "flat"] * 2, "design": ["fusemax", "flat", "unfused"] * 2,
+    "seq": [1024] * 3 + [4096] * 3, "time_s": [1.0, 6.0, 10.0, 16.0, 96.0, 160.0]})
+
+
+def test_fusemax_curves_and_best_rows_keep_designs_apart():
+    """One curve per design, even where two designs share hardware: the flat curve is FLAT's own times (6, 96),
+    not the median of FLAT and unfused (8, 128) that grouping by hardware gives."""
+    from simlib.report import best_rows, sensitivity_curves
+    curves = sensitivity_curves(FUSEMAX_ROWS, "seq", "time_s")
+    assert {k: v.tolist() for k, v in curves.items()} == {
+        "fusemax on fusemax": [1.0, 16.0], "flat on flat": [6.0, 96.0], "unfused on flat": [10.0, 160.0]}
+    assert sorted(best_rows(FUSEMAX_ROWS, "time_s")[["design", "time_s"]].itertuples(index=False)) == [
+        ("flat", 6.0), ("fusemax", 1.0), ("unfused", 10.0)]
+    # along the design axis itself each point is one design (median over the seqs: (1+16)/2, (6+96)/2, ...)
+    (curve,) = sensitivity_curves(FUSEMAX_ROWS, "design", "time_s").values()
+    assert curve.to_dict() == {"fusemax": 8.5, "flat": 51.0, "unfused": 85.0}
+
+
+def test_rows_without_a_design_group_by_hardware():
+    from simlib.report import sensitivity_curves
+    frame = FUSEMAX_ROWS.drop(columns="design")
+    curves = sensitivity_curves(frame, "seq", "time_s")
+    assert {k: v.tolist() for k, v in curves.items()} == {"fusemax": [1.0, 16.0], "flat": [8.0, 128.0]}
+
+
+def test_shipped_fusemax_report_has_one_best_row_per_design():
+    """reports/fusemax_vs_flat, regenerated with `simlib report reports/fusemax_vs_flat/spec.yaml --out
+    reports/fusemax_vs_flat`: three designs, FLAT and unfused both on flat, each its own row."""
+    page = (Path(__file__).parent.parent / "reports" / "fusemax_vs_flat" / "index.html").read_text()
+    table = _Cells()
+    table.feed(page)
+    header, *rows = table.rows
+    best = [dict(zip(header, row)) for row in rows]
+    assert sorted((r["design"], r["hardware"]) for r in best) == [("flat", "flat"), ("fusemax", "fusemax"),
+                                                                  ("unfused", "flat")]
+    assert "Best configuration per design" in page
+
+
+class _Cells(HTMLParser):
+    """The text of each table row's th/td cells."""
+
+    def __init__(self):
+        super().__init__()
+        self.rows, self._cell = [], None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "tr":
+            self.rows.append([])
+        elif tag in ("td", "th"):
+            self._cell = ""
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell += data
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th"):
+            self.rows[-1].append(self._cell.strip())
+            self._cell = None

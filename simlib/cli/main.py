@@ -137,8 +137,10 @@ def figure(name: str = typer.Argument(..., help="Figure set: 'attention', 'gna',
            hardware: Optional[str] = typer.Option(None, "--hardware", "-H",
                                                   help="attention: a100 unless given; gna: h100; tts: b200; "
                                                        "fusemax: the designs' own."),
-           settings: Optional[List[str]] = typer.Option(None, "--set", help="gna only: shape, window, stride, "
-                                                                            "tiles."),
+           settings: Optional[List[str]] = typer.Option(None, "--set", help="gna only: shape (default 256x256), "
+                                                                            "window (default 80x80), stride, "
+                                                                            "dilation, causal, q_tile, kv_tile, "
+                                                                            "batch, heads, head_dim, dtype."),
            out: str = typer.Option("reports/figures", "--out", help="Folder for the PNG files.")):
     """Draw a figure set into a folder (attention: TFLOP/s vs sequence length, HBM bytes vs block size; gna:
     speedup vs stride, one Q tile's visited KV tiles; fusemax: speedups, energy, utilization, per-Einsum
@@ -160,8 +162,8 @@ def figure(name: str = typer.Argument(..., help="Figure set: 'attention', 'gna',
                        f"hbm_bytes_vs_block_{hw.name}": bytes_vs_block_size(hw)[0]}
         elif name == "gna":
             from simlib.models.gna import default_tile_shape
-            from simlib.models.gna_cli import gna_parameters
-            p = gna_parameters(hw, {"shape": "256x256", "window": "80x80", **parse_settings(settings)})
+            from simlib.models.gna_cli import figure_parameters
+            p = figure_parameters(hw, parse_settings(settings))
             figures = {f"gna_speedup_vs_stride_{hw.name}": speedup_vs_stride(
                 hw, p["shape"], p["window"], p["q_tile"], p["kv_tile"], p["heads"], p["head_dim"],
                 dilation=p["dilation"], causal=p["causal"], batch=p["batch"], dtype=p["dtype"])[0]}

@@ -85,6 +85,37 @@ def gna_parameters(hw: HardwareSpec, settings: dict) -> dict:
             "dtype": params["dtype"]}
 
 
+FIGURE_DEFAULTS = {"shape": "256x256", "window": "80x80"}      # ``simlib figure gna`` where --set omits them
+
+
+def figure_parameters(hw: HardwareSpec, settings: dict) -> dict:
+    """``simlib figure gna``'s parameters: ``gna_parameters`` with the figure's default layout (256x256) and
+    window (80x80) where ``--set`` does not give them. A default the user never wrote that does not fit what
+    they did write (``--set shape=1024`` against the 2-D default window: 2 dimensions of 80, each at most the
+    layout's extent) is reported as that default, asking for the setting with an example that fits."""
+    given = {k: v for k, v in settings.items() if v is not None}
+    if "shape" in given and "window" not in given:
+        shape = _sizes("shape", given["shape"])
+        default = _sizes("window", FIGURE_DEFAULTS["window"])
+        if len(shape) != len(default) or any(w > n for w, n in zip(default, shape)):
+            example = "x".join(str(min(default[0], n)) for n in shape)
+            raise SimlibInputError("--set", "window", f"not given, and the figure's default window "
+                                                      f"{FIGURE_DEFAULTS['window']} does not fit the layout "
+                                                      f"{given['shape']} (a window has one size per dimension, each "
+                                                      f"at most the layout's extent): give one, e.g. --set "
+                                                      f"window={example}")
+    if "window" in given and "shape" not in given:
+        window = _sizes("window", given["window"])
+        default = _sizes("shape", FIGURE_DEFAULTS["shape"])
+        if len(window) != len(default) or any(w > n for w, n in zip(window, default)):
+            example = "x".join(str(max(default[0], w)) for w in window)
+            raise SimlibInputError("--set", "shape", f"not given, and the figure's default layout "
+                                                     f"{FIGURE_DEFAULTS['shape']} does not fit the window "
+                                                     f"{given['window']} (one extent per window dimension, each at "
+                                                     f"least the window): give one, e.g. --set shape={example}")
+    return gna_parameters(hw, {**FIGURE_DEFAULTS, **given})
+
+
 def _check_given_tiles(hw: HardwareSpec, sizes: dict, shape, head_dim: int, dtype: str) -> None:
     """A given tile side may not pass its dimension's next power of two (the tiles the search considers), and a
     Q tile with one K and one V tile must fit in an SM's shared memory."""

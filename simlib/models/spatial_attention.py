@@ -27,8 +27,19 @@ Schedules (reference/fusemax.md, after the FuseMax paper and its artifact):
   there once; a phase takes max(compute, traffic / bandwidth), the phases add up.
 
 Latency = max(compute, DRAM bytes / bandwidth) (phases: per phase). Energy = actions × energy per action from
-the hardware YAML: operations per array (decomposed where needed), DRAM accesses (bytes / access width), and
-buffer rows for the bytes that cross the buffer. Static (leakage) power is not modelled.
+the hardware YAML (Accelergy's action counts, which the FuseMax artifact builds from Timeloop's statistics:
+reads priced at a level's read energy, writes and fills at its write energy):
+
+    E = Σ ops × pJ/op  (per array, an operation it lacks decomposed)
+      + DRAM reads × read pJ + DRAM writes × write pJ          (accesses = bytes · 8 / access_bits)
+      + buffer fills × write pJ + buffer drains × read pJ      (rows = bytes · 8 / access_bits)
+      + MACs × (register reads per MAC × read pJ + register writes per MAC × write pJ)
+
+Every byte read from DRAM fills the buffer (a buffer write) and every byte written to DRAM drains from it (a
+buffer read). Each schedule below knows which of its DRAM words are reads and which are writes. A level that
+gives no write energy is charged its read energy for writes (and one that gives no read energy its write
+energy for reads), as the cascade engine does; a level that gives neither is not priced. Static (leakage)
+power is not modelled.
 """
 from __future__ import annotations
 
@@ -37,7 +48,7 @@ import math
 from simlib.dtypes import dtype_bytes
 from simlib.errors import SimlibInputError
 from simlib.hardware.schema import HardwareSpec
-from simlib.models.spatial_design import DesignSpec, check_binding
+from simlib.models.spatial_design import DesignSpec, RegisterAccesses, check_binding
 from simlib.workload.cascade import rank_of
 from simlib.workload.model_spec import ModelSpec
 from simlib.workload.workload import Workload
@@ -45,8 +56,9 @@ from simlib.workload.workload import Workload
 RESERVED_TILES = 2            # row_fused: two M0 × P0 output tiles stay in the buffer
 ROW_BLOCK = 1024              # row_fused, QK in DRAM: rows per K/V stream (the FLAT mapping search's choice)
 # GEMMs outside attention use one mapping on every design (the paper's end-to-end comparison): the weight
-# stays in the PE and the partial sum accumulates in place, one register access per MAC.
-GEMM_RF_ACCESSES_PER_MAC = 1
+# stays in the PE and the partial sum accumulates in place, one register read per MAC (as FuseMax's own
+# stationary 2D dataflow, workloads/designs/fusemax.yaml).
+GEMM_RF_ACCESSES_PER_MAC = RegisterAccesses(reads=1, writes=0)
 
 
 def _direct(unit_ops, op):
@@ -106,23 +118,47 @@ def _memory(hw: HardwareSpec):
     return dram, buffer
 
 
-def _traffic_energy_pj(hw: HardwareSpec, dram_bytes: float) -> float:
+def per_access_pj(level) -> tuple[float, float]:
+    """(read, write) energy per access of a memory level. A level that gives no write energy is charged its
+    read energy for writes, one that gives no read energy its write energy for reads (the cascade engine's
+    rule); one that gives neither costs nothing."""
+    read, write = level.energy_pj_per_read, level.energy_pj_per_write
+    read = read if read is not None else write
+    write = write if write is not None else read
+    return read or 0.0, write or 0.0
+
+
+def _traffic_energy_pj(hw: HardwareSpec, read_bytes: float, write_bytes: float) -> float:
+    """DRAM reads and writes at their own energies per ``access_bits`` access, and the buffer rows they cross:
+    a byte read from DRAM fills the buffer (a write), a byte written to DRAM drains from it (a read)."""
     dram, buffer = _memory(hw)
-    dram_pj = dram_bytes * 8 / (dram.access_bits or 64) * ((dram.energy_pj_per_read or 0)
-                                                            + (dram.energy_pj_per_write or 0)) / 2
-    rows = dram_bytes * 8 / (buffer.access_bits or 4096)
-    return dram_pj + rows * ((buffer.energy_pj_per_read or 0) + (buffer.energy_pj_per_write or 0)) / 2
+    dram_read, dram_write = per_access_pj(dram)
+    buffer_read, buffer_write = per_access_pj(buffer)
+    dram_bits, row_bits = dram.access_bits or 64, buffer.access_bits or 4096
+    return (read_bytes * 8 / dram_bits * dram_read + write_bytes * 8 / dram_bits * dram_write
+            + read_bytes * 8 / row_bits * buffer_write + write_bytes * 8 / row_bits * buffer_read)
 
 
 def _register_energy_pj(hw: HardwareSpec, design: DesignSpec, per_einsum: list[dict]) -> float:
-    """Register-file accesses per MAC (the design's dataflow) × the array's register energy per access."""
+    """Register-file reads and writes per MAC (the design's dataflow) × the array's register energies per read
+    and per write. A count that does not say which accesses are reads is priced only where reads and writes
+    cost the same; otherwise the design must give {reads: R, writes: W}."""
     total = 0.0
     for array, accesses in design.rf_accesses_per_mac.items():
         level = next((m for m in hw.memory if m.kind == "registers" and m.per == array), None)
         if level is None:
             continue
-        per_access = ((level.energy_pj_per_read or 0) + (level.energy_pj_per_write or 0)) / 2
-        total += accesses * per_access * sum(r["macs"] for r in per_einsum if r["array"] == array)
+        read_pj, write_pj = per_access_pj(level)
+        macs = sum(r["macs"] for r in per_einsum if r["array"] == array)
+        if isinstance(accesses, RegisterAccesses):
+            total += macs * (accesses.reads * read_pj + accesses.writes * write_pj)
+        elif read_pj == write_pj:
+            total += macs * accesses * read_pj
+        else:
+            raise SimlibInputError(design.source_file or design.name, f"rf_accesses_per_mac.{array}",
+                                   f"{hw.name}'s {level.name} prices a read at {read_pj:g} pJ and a write at "
+                                   f"{write_pj:g} pJ, so {accesses:g} accesses per MAC cannot be priced; expected "
+                                   f"reads and writes per MAC, e.g. {{reads: {accesses:g}, writes: 0}}")
     return total
 
 
@@ -190,7 +226,9 @@ def predict_design(design: DesignSpec, workload: Workload, hw: HardwareSpec, *, 
                                                                         f"{(kv_tile + p0 * state) * word:.0f} B, "
                                                                         f"the buffer has {buffer_words * word:.0f} B")
         streams = p_tiles // p1
-        dram_bytes = bh * word * (seq_q * (head_dim + head_dim_v) + streams * seq_kv * (head_dim + head_dim_v))
+        read_bytes = bh * word * (seq_q * head_dim + streams * seq_kv * (head_dim + head_dim_v))  # Q; K, V
+        write_bytes = bh * word * seq_q * head_dim_v                                              # AV
+        dram_bytes = read_bytes + write_bytes
         per_einsum = [{"einsum": n, "array": r["array"], "cycles": bh * p_tiles * r["cycles"] * (m1 if r["per_epoch"] else 1),
                        "macs": bh * p_tiles * r["macs"] * (m1 if r["per_epoch"] else 1)} for n, r in table.items()]
         latency_cycles = max(cycles, dram_bytes / dram.bandwidth_bytes_per_s * clock)
@@ -207,62 +245,75 @@ def predict_design(design: DesignSpec, workload: Workload, hw: HardwareSpec, *, 
         if design.execution == "row_fused":
             r_rows = min(max(2 ** int(math.log2(max(buffer_words // seq_kv, 1))), p0), seq_q)
             spill = min(1.0, max(0.0, 1 - (buffer_words - RESERVED_TILES * m0 * p0) / (r_rows * seq_kv)))
-            accesses = _spill_accesses(workload, placed, design)
+            spill_reads, spill_writes = _spill_accesses(workload, placed, design)
+            # (read words, written words) of each mapping: Q per M0 column block, K and V per P0 row block, the
+            # spilled scores; or QK and A through DRAM (each written once and read once), K and V per row block
             on_chip = (math.ceil(seq_kv / m0) * seq_q * head_dim + math.ceil(seq_q / p0) * seq_kv
-                       * (head_dim + head_dim_v) + seq_q * head_dim_v + spill * accesses * scores)
-            through_dram = (4 * scores + seq_q * head_dim + math.ceil(seq_q / ROW_BLOCK) * seq_kv
-                            * (head_dim + head_dim_v) + seq_q * head_dim_v)
-            dram_bytes = bh * word * min(on_chip, through_dram)
+                       * (head_dim + head_dim_v) + spill * spill_reads * scores,
+                       seq_q * head_dim_v + spill * spill_writes * scores)
+            through_dram = (2 * scores + seq_q * head_dim + math.ceil(seq_q / ROW_BLOCK) * seq_kv
+                            * (head_dim + head_dim_v), 2 * scores + seq_q * head_dim_v)
+            qk_in_dram = sum(through_dram) < sum(on_chip)
+            read_words, write_words = through_dram if qk_in_dram else on_chip
+            read_bytes, write_bytes = bh * word * read_words, bh * word * write_words
+            dram_bytes = read_bytes + write_bytes
             cycles = max(busy.values())
             latency_cycles = max(cycles, dram_bytes / dram.bandwidth_bytes_per_s * clock)
-            extra = {"rows_on_chip": r_rows, "spilled_fraction": spill if on_chip <= through_dram else 0.0,
-                     "qk_in_dram": through_dram < on_chip}
+            extra = {"rows_on_chip": r_rows, "spilled_fraction": 0.0 if qk_in_dram else spill,
+                     "qk_in_dram": qk_in_dram}
         else:
-            latency_cycles, dram_bytes = 0.0, 0.0
+            latency_cycles, read_bytes, write_bytes = 0.0, 0.0, 0.0
             for phase in design.phases or [[r["einsum"] for r in rows]]:
-                phase_bytes = bh * word * _phase_words(workload, phase, full)
+                phase_read, phase_write = _phase_words(workload, phase, full)
+                phase_bytes = bh * word * (phase_read + phase_write)
+                read_bytes += bh * word * phase_read
+                write_bytes += bh * word * phase_write
                 phase_cycles = max(bh * sum(r["cycles"] for r in rows if r["einsum"] in phase and r["array"] == a)
                                    for a in arrays)
                 latency_cycles += max(phase_cycles, phase_bytes / dram.bandwidth_bytes_per_s * clock)
-                dram_bytes += phase_bytes
+            dram_bytes = read_bytes + write_bytes
             extra = {}
-    energy_pj = compute_pj + _traffic_energy_pj(hw, dram_bytes) + _register_energy_pj(hw, design, per_einsum)
+    energy_pj = (compute_pj + _traffic_energy_pj(hw, read_bytes, write_bytes)
+                 + _register_energy_pj(hw, design, per_einsum))
     time_s = latency_cycles / clock
     return {"design": design.name, "hardware": hw.name, "cascade": workload.name, "time_s": time_s,
-            "energy_j": energy_pj * 1e-12, "bytes": {"dram": dram_bytes},
+            "energy_j": energy_pj * 1e-12,
+            "bytes": {"dram": dram_bytes, "dram_read": read_bytes, "dram_write": write_bytes},
             "utilization": {a: busy[a] / latency_cycles for a in arrays},
             "compute_s": {a: busy[a] / clock for a in arrays}, "per_einsum": per_einsum, **extra}
 
 
-def _spill_accesses(workload: Workload, placed: dict, design: DesignSpec) -> int:
-    """DRAM accesses a spilled score costs: the reads and writes of M × P tensors by the Einsums on the array
-    that holds the softmax (the 1D array: the one the most Einsums are bound to outside the 2D array), plus the
-    write of the score matrix itself."""
+def _spill_accesses(workload: Workload, placed: dict, design: DesignSpec) -> tuple[int, int]:
+    """(reads, writes) of DRAM a spilled score costs: the reads and the writes of M × P tensors by the Einsums on
+    the array that holds the softmax (the 1D array: the one the most Einsums are bound to outside the 2D array),
+    plus the write of the score matrix itself. The 3-pass cascade: GM, SN, SD and A read QK or SN (4 reads), SN
+    and A are written, and QK (3 writes)."""
     softmax_array = [a for a in design.binding if a != next(iter(design.binding))][0]
     cascade = workload.cascade
-    count = 1
+    reads, writes = 0, 1
     for einsum in cascade.einsums:
         if placed.get(einsum.output.name) != softmax_array:
             continue
-        for ref in (*einsum.reads, einsum.output):
-            ranks = {cascade.canonical_rank(rank_of(v)) for v in ref.variables}
-            if {"M", "P"} <= ranks:
-                count += 1
-    return count
+        for ref in einsum.reads:
+            if {"M", "P"} <= {cascade.canonical_rank(rank_of(v)) for v in ref.variables}:
+                reads += 1
+        if {"M", "P"} <= {cascade.canonical_rank(rank_of(v)) for v in einsum.output.variables}:
+            writes += 1
+    return reads, writes
 
 
-def _phase_words(workload: Workload, phase: list[str], sizes: dict) -> float:
-    """Words a phase moves: every tensor it reads that another phase (or the outside) produced, once, and every
-    tensor it writes that another phase reads or that leaves the cascade, once."""
+def _phase_words(workload: Workload, phase: list[str], sizes: dict) -> tuple[float, float]:
+    """(read, written) words of a phase: every tensor it reads that another phase (or the outside) produced,
+    read once, and every tensor it writes that another phase reads or that leaves the cascade, written once."""
     bound = workload.bind(sizes)
     tensors = bound.tensors
     cascade = workload.cascade
     written = {e.output.name for e in cascade.einsums if e.output.name in phase}
     read = {r.name for e in cascade.einsums if e.output.name in phase for r in e.reads}
     outside_reads = {r.name for e in cascade.einsums if e.output.name not in phase for r in e.reads}
-    words = sum(tensors[n].elements for n in read - written)
-    words += sum(tensors[n].elements for n in written if n in outside_reads or n in cascade.outputs)
-    return words
+    reads = sum(tensors[n].elements for n in read - written)
+    writes = sum(tensors[n].elements for n in written if n in outside_reads or n in cascade.outputs)
+    return reads, writes
 
 
 def layer_gemms(model: ModelSpec, tokens: int) -> list[tuple[str, int, int, int]]:
@@ -288,16 +339,18 @@ def layer_gemms(model: ModelSpec, tokens: int) -> list[tuple[str, int, int, int]
 def gemm_on_array(hw: HardwareSpec, design: DesignSpec, rows: int, cols: int, reduction: int,
                   dtype: str = "fp16") -> dict:
     """A GEMM on the 2D array, output-stationary: each mesh-sized output tile takes ``reduction`` cycles; the
-    operands are read and the product written once; latency max(compute, traffic / bandwidth); the same PE
-    dataflow on every design (GEMM_RF_ACCESSES_PER_MAC)."""
+    operands are read from DRAM and the product written to it once; latency max(compute, traffic / bandwidth);
+    the same PE dataflow on every design (GEMM_RF_ACCESSES_PER_MAC)."""
     array = next(iter(design.binding))
     mesh = hw.compute[array].mesh
     cycles = math.ceil(rows / mesh[0]) * math.ceil(cols / mesh[-1]) * reduction
     word = dtype_bytes(dtype)
-    dram_bytes = word * (rows * reduction + reduction * cols + rows * cols)
+    read_bytes, write_bytes = word * (rows * reduction + reduction * cols), word * rows * cols
+    dram_bytes = read_bytes + write_bytes
     macs = rows * cols * reduction
     same_mapping = design.model_copy(update={"rf_accesses_per_mac": {array: GEMM_RF_ACCESSES_PER_MAC}})
-    energy_pj = (macs * energy_per_point_pj(hw, array, {"mac": 1}) + _traffic_energy_pj(hw, dram_bytes)
+    energy_pj = (macs * energy_per_point_pj(hw, array, {"mac": 1})
+                 + _traffic_energy_pj(hw, read_bytes, write_bytes)
                  + _register_energy_pj(hw, same_mapping, [{"array": array, "macs": macs}]))
     time_s = max(cycles / hw.clock_hz, dram_bytes / hw.dram.bandwidth_bytes_per_s)
     return {"time_s": time_s, "energy_j": energy_pj * 1e-12, "bytes": dram_bytes, "macs": macs,
@@ -312,7 +365,7 @@ def predict_layer(design: DesignSpec, workload: Workload, hw: HardwareSpec, *, m
     its own, so under grouped-query attention each query head streams its K and V (no sharing of K/V traffic
     across a group). A mixture-of-experts MLP is not modelled (its routed GEMMs are not one dense GEMM)."""
     if model.experts > 1:
-        raise SimlibInputError(model.source_file or model.name, "experts",
+        raise SimlibInputError(model.source_file or model.name, model.file_key("experts"),
                                f"a whole layer models a dense MLP; this model routes tokens over {model.experts} "
                                f"experts (predict its attention alone: layer=false)")
     attention = predict_design(design, workload, hw, batch=batch, heads=model.heads, seq_q=seq, seq_kv=seq,

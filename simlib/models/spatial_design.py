@@ -27,6 +27,14 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class RegisterAccesses(_Strict):
+    """Register-file reads and writes per MAC, for hardware that prices the two differently (Accelergy
+    action counts: e.g. an output-stationary systolic PE writes each arriving operand once, reads it for the
+    MAC and again to forward it, and reads and updates its partial sum: 5 reads and 3 writes)."""
+    reads: float = Field(ge=0)
+    writes: float = Field(ge=0)
+
+
 class DesignSpec(_Strict):
     name: str
     description: str = ""
@@ -37,8 +45,9 @@ class DesignSpec(_Strict):
     binding: dict[str, list[str]] = Field(min_length=1)
     stages: list[list[str]] | None = None
     phases: list[list[str]] | None = None
-    # register-file accesses per MAC on each array, a property of the dataflow (see the design files)
-    rf_accesses_per_mac: dict[str, float] = Field(default_factory=dict)
+    # register-file accesses per MAC on each array, a property of the dataflow (see the design files): a count
+    # (priced where the array's registers cost the same to read and to write) or {reads: R, writes: W}
+    rf_accesses_per_mac: dict[str, float | RegisterAccesses] = Field(default_factory=dict)
     source_file: str | None = None
 
     @field_validator("tile")
@@ -53,7 +62,7 @@ class DesignSpec(_Strict):
     @classmethod
     def _non_negative_accesses(cls, value):
         for array, count in value.items():
-            if count < 0:
+            if not isinstance(count, RegisterAccesses) and count < 0:
                 raise ValueError(f"{array}: register-file accesses per MAC must be >= 0, got {count}")
         return value
 

@@ -10,6 +10,9 @@
     fixed: {heads: 16, dtype: bf16, kernel: flash2, causal: false}
     constraints: ["block_q * head_dim * 2 <= smem"] # names: axes, fixed, and the hardware's smem, l2, sms
 
+A fusemax sweep's constraints may use its parameters only: each design runs on its own architecture, not on
+the spec's hardware entry, so smem, l2 and sms there would describe hardware no row ran on.
+
 The sweep is the product of the axes per hardware, in that order (the last axis varies fastest).
 """
 from __future__ import annotations
@@ -116,20 +119,29 @@ def parameter_names(spec: SweepSpec) -> list[str]:
 
 
 def check_constraints(spec: SweepSpec, known: set[str]) -> list:
-    """Parsed constraints; each may use parameters and the hardware names."""
+    """Parsed constraints; each may use parameters and the hardware names (a fusemax sweep's, parameters
+    only: its designs do not run on the spec's hardware entry)."""
+    hardware_names = set() if spec.workload == "fusemax" else set(HARDWARE_NAMES)
     parsed = []
     for i, text in enumerate(spec.constraints):
         try:
             node = parse_expression(text)
         except ExpressionError as exc:
             raise SimlibInputError(spec.source_file, f"constraints[{i}]", str(exc)) from None
-        unknown = names_in(node) - known - set(HARDWARE_NAMES)
-        if unknown:
+        unknown = names_in(node) - known - hardware_names
+        misplaced = sorted(unknown & set(HARDWARE_NAMES))
+        if misplaced:
             raise SimlibInputError(spec.source_file, f"constraints[{i}]",
-                                   f"unknown name '{sorted(unknown)[0]}' (expected a parameter or one of "
-                                   f"{', '.join(HARDWARE_NAMES)})")
+                                   f"'{misplaced[0]}' is a property of the spec's hardware entry, and a fusemax "
+                                   f"sweep runs each design on its own architecture (fusemax on fusemax, flat and "
+                                   f"unfused on flat), so it would describe hardware the rows did not run on; "
+                                   f"expected a constraint on the parameters only ({', '.join(sorted(known))})")
+        if unknown:
+            expected = f"a parameter or one of {', '.join(HARDWARE_NAMES)}" if hardware_names else "a parameter"
+            raise SimlibInputError(spec.source_file, f"constraints[{i}]",
+                                   f"unknown name '{sorted(unknown)[0]}' (expected {expected})")
         try:
-            evaluate(node, {name: 1.0 for name in known | set(HARDWARE_NAMES)})
+            evaluate(node, {name: 1.0 for name in known | hardware_names})
         except (ExpressionError, TypeError) as exc:
             raise SimlibInputError(spec.source_file, f"constraints[{i}]", str(exc)) from None
         parsed.append(node)

@@ -8,11 +8,17 @@ applies):
   1. ``model_type``, or an ``architectures`` entry without its ``For...`` suffix (case and underscores ignored),
      names a family known to be gated (GATED_MODEL_TYPES) -> gated. This comes first because Gemma gates a
      GELU, which rule 2 alone would call ungated.
-  2. the activation (``hidden_act``, ``hidden_activation``, ``activation_function`` or ``activation``) is SiLU
-     (``silu``, ``swish``, ``swiglu``) -> gated; any other activation -> not gated (GPT-2, OPT, Falcon, GPT-NeoX,
-     StarCoder2 pair GELU/ReLU with two matrices).
+  2. the activation (``hidden_act``, ``hidden_activation``, ``activation_function`` or ``activation``, the
+     first given) is a gated one (GATED_ACTIVATIONS: ``silu``, ``swish``, ``swiglu``, ``geglu``, ``reglu``)
+     -> gated; a known ungated one (UNGATED_ACTIVATIONS: the GELU variants, ``relu``, ``relu6``,
+     ``leaky_relu``; GPT-2, OPT, Falcon, GPT-NeoX, StarCoder2 pair these with two matrices) -> not gated; any
+     other activation -> an input error naming that field, because the activation alone does not decide it
+     (squared ReLU, ``relu2``, is gated in BitNet and ungated in Nemotron).
   3. none of these keys -> an input error asking for ``model_type`` or ``hidden_act`` (every config Hugging Face
      writes has ``model_type``), rather than a silent guess.
+Where the rules cannot decide, a model YAML (workloads/models/*.yaml) with the config's shapes and
+``gated_mlp: true`` or ``false`` states it. ``model_type`` must be a string, ``architectures`` a list of
+strings and an activation a string; anything else is an input error naming the field.
 
 Parameter count P: taken from the file when given (the Qwen3 files carry the Kinetics paper's counts);
 otherwise estimated from the shapes the way that paper counts most of the family, every weight included and the
@@ -27,7 +33,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from simlib.catalog_paths import WORKLOAD_DIR, resolve
 from simlib.errors import SimlibInputError
@@ -54,10 +60,17 @@ class ModelSpec(BaseModel):
     active_experts: int | None = Field(default=None, gt=0)
     gated_mlp: bool = False
     source_file: str | None = None
+    # field -> the key the source file gave it under (a config.json's names); a YAML's keys are the fields
+    _file_keys: dict[str, str] = PrivateAttr(default_factory=dict)
 
     @property
     def key_value_heads(self) -> int:
         return self.kv_heads or self.heads
+
+    def file_key(self, field: str) -> str:
+        """The name ``field`` has in the file the model came from, for messages that point into that file (a
+        config.json's ``num_experts`` or ``num_local_experts`` for ``experts``)."""
+        return self._file_keys.get(field, field)
 
     def _estimate(self, experts: int) -> float:
         if self.layers is None or self.vocab is None:
@@ -84,8 +97,12 @@ class ModelSpec(BaseModel):
 GATED_MODEL_TYPES = frozenset({"llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "gemma",
                                "gemma2", "gemma3", "gemma3_text", "phi3", "deepseek_v2", "deepseek_v3", "olmo",
                                "olmo2", "granite"})
-GATED_ACTIVATIONS = frozenset({"silu", "swish", "swiglu"})
+GATED_ACTIVATIONS = frozenset({"silu", "swish", "swiglu", "geglu", "reglu"})
+UNGATED_ACTIVATIONS = frozenset({"gelu", "gelu_new", "gelu_fast", "gelu_pytorch_tanh", "gelu_python",
+                                 "gelu_accurate", "gelu_10", "quick_gelu", "relu", "relu6", "leaky_relu"})
 ACTIVATION_KEYS = ("hidden_act", "hidden_activation", "activation_function", "activation")
+STATE_IT = ("state it in a model YAML with the config's shapes and gated_mlp: true or false "
+            "(see workloads/models/*.yaml)")
 
 
 def _family(name: str) -> str:
@@ -94,16 +111,37 @@ def _family(name: str) -> str:
 
 def mlp_is_gated(config: dict, source: str) -> bool:
     """Whether a Hugging Face config's MLP is gated, by the rules in the module docstring."""
+    model_type = config.get("model_type")
+    if model_type is not None and not isinstance(model_type, str):
+        raise SimlibInputError(source, "model_type", f"expected a string naming the model family, got "
+                                                     f"{model_type!r}")
+    architectures = config.get("architectures")
+    if architectures is not None and (not isinstance(architectures, list)
+                                      or not all(isinstance(a, str) for a in architectures)):
+        raise SimlibInputError(source, "architectures", f"expected a list of class names (e.g. "
+                                                        f"[\"LlamaForCausalLM\"]), got {architectures!r}")
     gated_families = {_family(t) for t in GATED_MODEL_TYPES}
-    names = [config.get("model_type")] + list(config.get("architectures") or [])
-    if any(isinstance(n, str) and _family(n) in gated_families for n in names):
+    if any(_family(n) in gated_families for n in [model_type or "", *(architectures or [])] if n):
         return True
     for key in ACTIVATION_KEYS:
-        if isinstance(config.get(key), str):
-            return config[key].lower() in GATED_ACTIVATIONS
+        value = config.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise SimlibInputError(source, key, f"expected a string naming the MLP's activation (e.g. silu, gelu), "
+                                                f"got {value!r}")
+        if value.lower() in GATED_ACTIVATIONS:
+            return True
+        if value.lower() in UNGATED_ACTIVATIONS:
+            return False
+        raise SimlibInputError(source, key, f"cannot tell whether the MLP is gated: activation {value!r} is "
+                                            f"neither a known gated one ({', '.join(sorted(GATED_ACTIVATIONS))}) "
+                                            f"nor a known ungated one ({', '.join(sorted(UNGATED_ACTIVATIONS))}), "
+                                            f"and the model_type is not a known gated family; {STATE_IT}")
     raise SimlibInputError(source, "model_type", f"cannot tell whether the MLP is gated: expected a model_type "
                                                  f"(gated families: {', '.join(sorted(GATED_MODEL_TYPES))}) or "
-                                                 f"hidden_act (silu/swiglu: gated; other activations: two matrices)")
+                                                 f"hidden_act (silu/swiglu: gated; gelu/relu: two matrices), or "
+                                                 f"{STATE_IT}")
 
 
 HF_FIELDS = {"hidden": "hidden_size", "heads": "num_attention_heads", "layers": "num_hidden_layers",
@@ -137,9 +175,15 @@ def model_from_hf_config(path: str | Path) -> ModelSpec:
               "active_experts": config.get("num_experts_per_tok"),
               "gated_mlp": mlp_is_gated(config, str(path)), "source_file": str(path)}
     try:
-        return ModelSpec(**values)
+        spec = ModelSpec(**values)
     except ValidationError as exc:
         raise_for_validation(str(path), ModelSpec, exc)
+    spec._file_keys = {**HF_FIELDS, "head_dim": "head_dim", "kv_heads": "num_key_value_heads",
+                       "intermediate": "moe_intermediate_size" if config.get("moe_intermediate_size")
+                       else "intermediate_size",
+                       "experts": "num_experts" if config.get("num_experts") else "num_local_experts",
+                       "active_experts": "num_experts_per_tok"}
+    return spec
 
 
 def load_model(name_or_path: str) -> ModelSpec:

@@ -326,3 +326,32 @@ def test_speedup_figure_uses_the_problems_dilation_and_causal_flags():
     plain = speedup_vs_stride(h100, problem["shape"], problem["window"], problem["q_tile"], problem["kv_tile"],
                               problem["heads"], problem["head_dim"])[1]
     assert not np.allclose(plain["predicted"], data["predicted"])
+
+
+def test_figure_help_lists_every_setting_it_uses():
+    import os
+    out = subprocess.run([sys.executable, "-m", "simlib.cli.main", "figure", "--help"], capture_output=True,
+                         text=True, env={**os.environ, "COLUMNS": "300", "NO_COLOR": "1"})
+    assert out.returncode == 0, out.stderr
+    text = " ".join(out.stdout.split())
+    for name in ("shape", "window", "stride", "dilation", "causal", "q_tile", "kv_tile", "batch", "heads",
+                 "head_dim", "dtype", "256x256", "80x80"):
+        assert name in text, name
+
+
+@pytest.mark.parametrize("settings, field, fragment", [
+    # a 1-D layout against the 2-D default window the user never wrote
+    (["shape=1024"], "window", "default window 80x80 does not fit the layout 1024"),
+    (["shape=64x64"], "window", "e.g. --set window=64x64"),
+    (["window=3"], "shape", "default layout 256x256 does not fit the window 3"),
+])
+def test_figure_names_the_default_that_does_not_fit(tmp_path, settings, field, fragment):
+    args = [a for s in settings for a in ("--set", s)]
+    out = run("figure", "gna", *args, "--out", str(tmp_path))
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert f"--set: {field}: not given" in out.stderr and fragment in out.stderr, out.stderr
+
+
+def test_figure_with_a_given_shape_that_fits_the_default_window(tmp_path):
+    out = run("figure", "gna", "--set", "shape=128x128", "--out", str(tmp_path))
+    assert out.returncode == 0, out.stderr

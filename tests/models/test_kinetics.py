@@ -236,6 +236,9 @@ def test_frontier_bad_rows(tmp_path, body, fragment):
     ({"model_type": "somenew", "hidden_act": "silu"}, True),
     ({"model_type": "gpt_neox", "hidden_act": "gelu"}, False),
     ({"model_type": "opt", "activation_function": "relu"}, False),
+    ({"model_type": "gpt2", "activation_function": "gelu_new"}, False),
+    ({"model_type": "somenew", "hidden_act": "geglu"}, True),
+    ({"model_type": "llama", "architectures": ["LlamaForCausalLM"], "hidden_act": "relu2"}, True),   # family first
 ])
 def test_gated_mlp_rule(tmp_path, config, gated):
     path = tmp_path / "config.json"
@@ -265,3 +268,26 @@ def test_config_that_does_not_say_whether_its_mlp_is_gated(tmp_path):
     out = run("predict", "tts", "--hardware", "b200", "--set", f"model={path}")
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert "model_type" in out.stderr and "cannot tell whether the MLP is gated" in out.stderr
+
+
+SHAPE = {"hidden_size": 4, "num_attention_heads": 2, "num_hidden_layers": 1, "intermediate_size": 8,
+         "vocab_size": 10}
+
+
+@pytest.mark.parametrize("extra, field, fragment", [
+    # `architectures` must be a list of class names, not a number
+    ({"model_type": "llama", "architectures": 5}, "architectures", "expected a list of class names"),
+    ({"architectures": ["LlamaForCausalLM", 3]}, "architectures", "expected a list of class names"),
+    ({"model_type": 7, "hidden_act": "silu"}, "model_type", "expected a string"),
+    # an unknown family: the activation decides, and it must be a string
+    ({"model_type": "somenew", "hidden_act": 5}, "hidden_act", "expected a string naming the MLP's activation"),
+    # BitNet gates a squared ReLU and Nemotron does not: relu2 alone does not decide
+    ({"model_type": "bitnet", "hidden_act": "relu2"}, "hidden_act", "gated_mlp: true or false"),
+    ({"model_type": "somenew", "activation_function": "mystery"}, "activation_function", "gated_mlp"),
+])
+def test_config_fields_that_cannot_decide_the_mlp_exit_2_naming_the_field(tmp_path, extra, field, fragment):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({**SHAPE, **extra}))
+    out = run("predict", "tts", "-H", "b200", "--set", f"model={path}")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert f"{path}: {field}: " in out.stderr and fragment in out.stderr, out.stderr

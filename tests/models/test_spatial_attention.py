@@ -270,3 +270,106 @@ def test_layer_of_a_mixture_of_experts_is_refused():
     config = Path(__file__).parent.parent / "data" / "tts" / "moe-config.json"
     out = run("predict", "fusemax", "--set", f"model={config}", "--set", "layer=true", "--set", "seq=1024")
     assert out.returncode == 2 and "Traceback" not in out.stderr and "dense MLP" in out.stderr
+
+
+def _rw():
+    return load_hardware(str(DATA / "tiny_array_rw.yaml"))
+
+
+def test_energy_prices_reads_and_writes_apart_by_hand():
+    """The 4x4 example above on tiny_array_rw (DRAM 8 pJ per read, 12 per write; buffer rows 3 per read, 5 per
+    write; 2D registers 1 per read, 2 per write; 64-bit accesses) with 2 register reads and 1 write per 2D MAC.
+    DRAM words read: Q 8*2 = 16, K and V twice 2*8*(2+2) = 64: 160 B = 20 accesses; written: AV 8*2 = 16
+    words, 32 B = 4 accesses. DRAM 20*8 + 4*12 = 208; buffer fills 20*5 + drains 4*3 = 112; registers: 2D MACs
+    BQK 32 + SLNV 32 per tile epoch, 2 tiles x 2 epochs = 256, each 2*1 + 1*2 = 4 pJ: 1024. Compute 8272 as
+    above: 8272 + 208 + 112 + 1024 = 9616 pJ. (Averaging reads and writes would give 8272 + 24*10 + 24*4 +
+    256*3*1.5 = 9760.)"""
+    r = predict_design(load_design(str(DATA / "tiny_fusemax_rw.yaml")), load_workload("attention-1pass"), _rw(),
+                       batch=1, heads=1, seq_q=8, seq_kv=8, head_dim=2)
+    assert (r["bytes"]["dram_read"], r["bytes"]["dram_write"], r["bytes"]["dram"]) == (160, 32, 192)
+    assert r["energy_j"] == pytest.approx(9616e-12, rel=1e-12)
+
+
+def test_a_level_without_a_write_energy_is_charged_its_read_energy_for_writes():
+    """tiny_array_rw without DRAM's write energy: the 4 writes cost 8 pJ each like the reads (not 0), DRAM
+    24*8 = 192 instead of 208: 9616 - 16 = 9600 pJ."""
+    hw = _rw()
+    dram = hw.memory[0].model_copy(update={"energy_pj_per_write": None})
+    hw = hw.model_copy(update={"memory": [dram, *hw.memory[1:]]})
+    r = predict_design(load_design(str(DATA / "tiny_fusemax_rw.yaml")), load_workload("attention-1pass"), hw,
+                       batch=1, heads=1, seq_q=8, seq_kv=8, head_dim=2)
+    assert r["energy_j"] == pytest.approx(9600e-12, rel=1e-12)
+
+
+def test_unfused_phases_read_and_write_by_hand():
+    """The 3-pass cascade in three phases on tiny_array_rw, seq 8, E = F = 2, fp16. Read: Q 16 + K 16 (QK),
+    QK 64 (softmax), A 64 + V 16 (AV) = 176 words = 352 B (44 accesses); written: QK 64, A 64, AV 16 = 144
+    words = 288 B (36). Traffic: DRAM 44*8 + 36*12 = 784, buffer 44*5 + 36*3 = 328. Compute: QK and AV 128 MACs
+    each at 10 = 2560, GM 64 max and SD 64 adds = 128, SN 64 * (exp as 6 MACs + 1 add = 61, plus a subtract 1)
+    = 3968, A 64 divides at 5 = 320: 6976. Total 6976 + 784 + 328 = 8088 pJ; no register counts given."""
+    r = predict_design(load_design(str(DATA / "tiny_unfused.yaml")), load_workload("attention-3pass"), _rw(),
+                       batch=1, heads=1, seq_q=8, seq_kv=8, head_dim=2)
+    assert (r["bytes"]["dram_read"], r["bytes"]["dram_write"]) == (352, 288)
+    assert r["energy_j"] == pytest.approx(8088e-12, rel=1e-12)
+
+
+def test_gemm_energy_reads_and_writes_by_hand():
+    """A 4 x 4 x 2 GEMM on tiny_array_rw: 32 MACs at 10 = 320; operands 2*(4*2 + 2*4) = 32 B read (4 accesses:
+    DRAM 32, buffer fills 20), product 32 B written (4: DRAM 48, drains 12); one register read per MAC
+    (GEMM_RF_ACCESSES_PER_MAC) at 1 pJ: 32. Total 464 pJ."""
+    from simlib.models.spatial_attention import gemm_on_array
+    g = gemm_on_array(_rw(), load_design(str(DATA / "tiny_fusemax_rw.yaml")), 4, 4, 2)
+    assert g["energy_j"] == pytest.approx(464e-12, rel=1e-12)
+
+
+def test_flat_traffic_splits_into_reads_and_writes_by_hand():
+    """FLAT's spilled scores cost 4 reads (GM, SN, SD, A read QK or SN) and 3 writes (QK, SN, A) each; at 16K
+    (1/128 spilled, test_spill_rule_by_hand) reads are Q per 256-key block, K and V per 256-row block and the
+    spill's reads, writes AV and the spill's writes. At 256K QK and A go through DRAM: each written once, read
+    once."""
+    from simlib.models.spatial_attention import _spill_accesses
+    design = load_design("flat")
+    workload = load_workload("attention-3pass")
+    placed = {name: array for array, names in design.binding.items() for name in names}
+    assert _spill_accesses(workload, placed, design) == (4, 3)
+    n, bh, word = 16384, 64 * 12, 2
+    mid = run_design("flat", {"model": "bert", "seq_q": n, "seq_kv": n, "batch": 64, "dtype": "fp16"})
+    assert mid["bytes"]["dram_read"] == pytest.approx(bh * word * ((n // 256) * n * 64 + (n // 256) * n * 128
+                                                                   + 4 * n * n / 128), rel=1e-12)
+    assert mid["bytes"]["dram_write"] == pytest.approx(bh * word * (n * 64 + 3 * n * n / 128), rel=1e-12)
+    n = 262144
+    long = run_design("flat", {"model": "bert", "seq_q": n, "seq_kv": n, "batch": 64, "dtype": "fp16"})
+    assert long["bytes"]["dram_read"] == bh * word * (2 * n * n + n * 64 + (n // 1024) * n * 128)
+    assert long["bytes"]["dram_write"] == bh * word * (2 * n * n + n * 64)
+
+
+def test_a_register_count_that_cannot_be_priced_is_refused(tmp_path):
+    """tiny_array_rw's registers cost 1 pJ to read and 2 to write: a bare count per MAC cannot be priced."""
+    from simlib.errors import SimlibInputError
+    design = tmp_path / "design.yaml"
+    design.write_text((DATA / "tiny_fusemax_rw.yaml").read_text().replace("{reads: 2, writes: 1}", "3"))
+    with pytest.raises(SimlibInputError) as caught:
+        predict_design(load_design(str(design)), load_workload("attention-1pass"), _rw(), batch=1, heads=1,
+                       seq_q=8, seq_kv=8, head_dim=2)
+    assert caught.value.source == str(design) and caught.value.field == "rf_accesses_per_mac.pe_2d"
+    assert "reads and writes per MAC" in caught.value.message
+
+
+@pytest.mark.parametrize("config, field", [
+    ({"model_type": "qwen3_moe", "num_experts": 8}, "num_experts"),
+    ({"model_type": "mixtral", "num_local_experts": 8}, "num_local_experts")])
+def test_moe_refusal_names_the_field_the_config_has(tmp_path, config, field):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({**config, "hidden_size": 64, "num_attention_heads": 2, "num_hidden_layers": 1,
+                                "intermediate_size": 128, "vocab_size": 10}))
+    out = run("predict", "fusemax", "--set", f"model={path}", "--set", "layer=true", "--set", "seq=1024")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert f"{path}: {field}: a whole layer models a dense MLP" in out.stderr, out.stderr
+
+
+def test_moe_refusal_names_experts_in_a_model_yaml(tmp_path):
+    path = tmp_path / "moe.yaml"
+    path.write_text("name: moe\nhidden: 64\nheads: 2\nhead_dim: 32\nintermediate: 128\nexperts: 8\n")
+    out = run("predict", "fusemax", "--set", f"model={path}", "--set", "layer=true", "--set", "seq=1024")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert f"{path}: experts: a whole layer models a dense MLP" in out.stderr, out.stderr

@@ -190,3 +190,22 @@ def test_fusemax_sweep_with_two_hardware_entries_is_refused(tmp_path):
     out = run("sweep", str(spec), "--out", str(tmp_path / "x.parquet"), "--quiet")
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert "hardware" in out.stderr and "runs each design on its own architecture" in out.stderr
+
+
+@pytest.mark.parametrize("constraint", ["seq * 128 <= smem", "batch <= sms", "seq <= l2 / 2"])
+def test_fusemax_constraints_on_hardware_names_are_refused(tmp_path, constraint):
+    """The spec's hardware entry is not where a fusemax design runs, so its smem/l2/sms would describe hardware
+    no row ran on."""
+    spec = _write_spec(tmp_path, {"workload": "fusemax", "hardware": ["fusemax"],
+                                  "axes": {"design": ["fusemax", "flat"], "seq": [1024, 4096]},
+                                  "constraints": [constraint]})
+    out = run("sweep", str(spec), "--out", str(tmp_path / "x.parquet"), "--quiet")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "constraints[0]" in out.stderr and "property of the spec's hardware entry" in out.stderr, out.stderr
+
+
+def test_fusemax_constraints_on_parameters_still_filter():
+    frame = simlib.sweep({"workload": "fusemax", "hardware": ["fusemax"],
+                          "axes": {"design": ["fusemax", "flat"], "seq": [1024, 4096]},
+                          "fixed": {"model": "bert"}, "constraints": ["seq <= 2048"]})
+    assert sorted(zip(frame.design, frame.seq)) == [("flat", 1024), ("fusemax", 1024)]

@@ -53,6 +53,8 @@ class IndexExpr:
 
     def offsets(self, sizes: dict[str, int]) -> tuple[float, dict[str, float]]:
         """The constant term and the coefficient of each variable, given rank sizes (upper-case names)."""
+        if isinstance(self.node, ast.Name) and self.variables:        # a bare variable: 0 + 1·v
+            return 0, {self.variables[0]: 1}
         zero = {v: 0 for v in self.variables}
         constant = evaluate(self.node, {**sizes, **zero})
         coefficients = {v: evaluate(self.node, {**sizes, **zero, v: 1}) - constant for v in self.variables}

@@ -66,8 +66,8 @@ class Workload:
                 if not isinstance(value, (int, float)) or isinstance(value, bool):
                     raise SimlibInputError(self.source, f"parameters.{key}", f"expected a number, got {value!r}")
         sizes = self._rank_sizes(params)
-        index_extents(self, sizes)
-        return BoundWorkload(workload=self, parameters=params, rank_sizes=sizes, execution=execution)
+        return BoundWorkload(workload=self, parameters=params, rank_sizes=sizes, execution=execution,
+                             extents=index_extents(self, sizes))
 
     def _rank_sizes(self, params: dict) -> dict[str, int]:
         sizes: dict[str, int] = {}
@@ -120,6 +120,7 @@ class BoundWorkload:
     parameters: dict
     rank_sizes: dict[str, int]
     execution: str = "fused"
+    extents: dict[str, list[int]] | None = None     # index_extents, computed (and checked) by Workload.bind
 
     @property
     def cascade(self) -> Cascade:
@@ -141,7 +142,7 @@ class BoundWorkload:
 
     @cached_property
     def tensors(self) -> dict[str, TensorInfo]:
-        extents = index_extents(self.workload, self.rank_sizes)
+        extents = self.extents if self.extents is not None else index_extents(self.workload, self.rank_sizes)
         infos: dict[str, TensorInfo] = {}
         for name, ext in extents.items():
             writer = self.cascade.computing_writer(name)

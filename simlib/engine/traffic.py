@@ -23,7 +23,9 @@ streaming plan above would move more (an input without some row rank is re-read 
 the unfused count reads each operand once), the fused traffic is the unfused traffic, its intermediates'
 round trips counted as spill and nothing held on chip. Under this module's convention the unfused count is
 each kernel's compulsory traffic, so the bound also keeps the two conventions consistent: ``Y[m,p] = X[m] *
-Z[p]`` alone is one kernel, and its fused and unfused bytes are the same.
+Z[p]`` alone is one kernel, and its fused and unfused bytes are the same. Run that way, its phases follow one
+another, so :func:`simlib.engine.roofline.predict_cascade` sums their times as it does for unfused kernels
+(``Traffic.sequential``) instead of overlapping the whole cascade's work.
 
 Stream rank (chosen by :func:`simlib.engine.roofline.predict_cascade`): the workload's ``stream_rank``, else its
 largest reduced rank, else (a cascade of maps with nothing to reduce, where every Einsum runs in one pass
@@ -50,6 +52,7 @@ class Traffic:
     on_chip_write_bytes: float         # ... and written once
     spill_bytes: float                 # DRAM bytes caused by intermediates that did not fit
     holding_level: MemoryLevel | None
+    sequential: bool = False           # the Einsums run one after another (unfused, or fused run as that sequence)
 
     @property
     def on_chip_bytes(self) -> float:
@@ -236,4 +239,4 @@ def _as_unfused_sequence(bound: BoundWorkload, unfused: Traffic) -> Traffic:
             spill += tensors[einsum.output.name].bytes
         spill += sum(tensors[name].bytes for name in {ref.name for ref in einsum.reads}
                      if cascade.view_source(name) not in cascade.inputs)
-    return Traffic(dict(unfused.read_bytes), dict(unfused.write_bytes), 0.0, 0.0, spill, None)
+    return Traffic(dict(unfused.read_bytes), dict(unfused.write_bytes), 0.0, 0.0, spill, None, sequential=True)

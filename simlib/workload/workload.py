@@ -6,6 +6,7 @@ returns a :class:`BoundWorkload` with exact rank sizes, tensor sizes in bytes an
 from __future__ import annotations
 
 import ast
+import itertools
 import math
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -400,19 +401,26 @@ def _check_index_lists(spec: WorkloadSpec, einsums: list, source: str) -> None:
 def _check_written_rank_order(spec: WorkloadSpec, cascade: Cascade, source: str) -> None:
     """A tensor that no declaration names but an Einsum writes (an intermediate, usually) has the rank order of the
     reference that writes it: its computing writer's output (``T[m,p]`` in ``T[m,p] = exp(X[m,p])``), or, for a
-    tensor only constants initialise, the first initialisation. Every other reference keeps that order: where both
-    the writing index and the other index hold a single rank variable (``p``, ``m1+1``), the two ranks must be one
-    rank family (:attr:`Cascade.rank_families`: the same rank, or ranks that a declared tensor's reference relates,
-    such as M, M1 and M0 after ``K[e, m1*M0+m0]`` for K declared ``[E, M]``). Indices of several variables
-    (``m1*M0+m0``) and constants (``0``, ``M1``) are split or derived positions, accepted here as they are for
-    declared tensors, and kept in range by :func:`index_extents`.
+    tensor only constants initialise, the first initialisation. A reference that swaps its positions is refused:
+    one whose position a iterates a rank of the family the writer has at position b, while its own position b
+    leaves that position's family too (``T[p,m]``). Families are :attr:`Cascade.rank_families` (the same rank, or
+    ranks a declared tensor's reference relates, such as M, M1 and M0 after ``K[e, m1*M0+m0]``). Only
+    single-variable indices (``p``, ``m1+1``) are compared.
 
-    Without this, ``Y[m,p] = T[p,m] * 2`` after ``T[m,p] = exp(X[m,p])`` would make T as large as both orders
-    together (M = 4096, P = 16: 4096 x 4096 elements instead of 4096 x 16) and count that much traffic. Declared
-    tensors are checked against their declaration (:func:`_check_index_lists`); inputs have no writer and are
-    sized by their indices."""
+    Anything else is left to the range check of :func:`index_extents`, which keeps every read inside what the
+    writers produce: another rank at a position (a Gram matrix ``S[m,n] = XN[e,m] * XN[e,n]``, a difference
+    ``Y[n] = T[n+1] - T[n]``), a diagonal ``T[m,m]``, split or derived indices (``m1*M0+m0``) and constants.
+    Declared tensors are checked against their declaration (:func:`_check_index_lists`); inputs have no writer
+    and are sized by their indices."""
     families = cascade.rank_families
     einsums = cascade.einsums
+
+    def family_of(index) -> frozenset | None:
+        if len(index.variables) != 1:
+            return None
+        rank = rank_of(index.variables[0])
+        return families.get(rank, frozenset({rank}))
+
     for name in dict.fromkeys(e.output.name for e in einsums):
         if name in spec.tensors and spec.tensors[name].ranks:
             continue
@@ -420,28 +428,33 @@ def _check_written_rank_order(spec: WorkloadSpec, cascade: Cascade, source: str)
         if writer is None:
             writer = cascade.writers(name)[0]
         layout = einsums[writer].output
+        layout_families = [family_of(index) for index in layout.indices]
         for i, einsum in enumerate(einsums):
             for ref in (einsum.output, *einsum.reads):
                 if ref.name != name or ref is layout:
                     continue
-                for position, (w_index, index) in enumerate(zip(layout.indices, ref.indices)):
-                    if len(w_index.variables) != 1 or len(index.variables) != 1:
+                used = [family_of(index) for index in ref.indices]
+
+                def leaves(position: int) -> bool:
+                    mine, theirs = used[position], layout_families[position]
+                    return mine is not None and theirs is not None and not mine & theirs
+
+                for a, b in itertools.permutations(range(min(len(used), len(layout_families))), 2):
+                    if not (leaves(a) and leaves(b) and layout_families[b] is not None and used[a] & layout_families[b]):
                         continue
-                    rank, used = rank_of(w_index.variables[0]), rank_of(index.variables[0])
-                    family = families.get(rank, frozenset({rank}))
-                    if used in family:
-                        continue
+                    index = ref.indices[a]
+                    rank = rank_of(layout.indices[a].variables[0])
+                    other = rank_of(layout.indices[b].variables[0])
                     expected = ",".join(w.variables[0] if len(w.variables) == 1 and len(r.variables) == 1 else r.text
                                         for w, r in zip(layout.indices, ref.indices))
-                    others = ", ".join(sorted(family - {rank}))
-                    parts = f" or another rank of its family ({others})" if others else ""
                     raise SimlibInputError(source, f"einsums[{i}] '{einsum.text}'",
-                                           f"{ref}: index {position} '{index.text}' iterates rank {used}, but "
-                                           f"einsums[{writer}] '{einsums[writer].text}' writes {name} with rank "
-                                           f"{rank} at that position ({layout}); a tensor no declaration names "
-                                           f"keeps the rank order of the reference that writes it, so expected "
-                                           f"rank {rank}{parts} there: {name}[{expected}], or a declaration "
-                                           f"under 'tensors'")
+                                           f"{ref}: index {a} '{index.text}' iterates rank "
+                                           f"{rank_of(index.variables[0])}, but einsums[{writer}] "
+                                           f"'{einsums[writer].text}' writes {name} with rank {rank} at that "
+                                           f"position ({layout}), and rank {other} at position {b}: the positions are "
+                                           f"swapped. A tensor no declaration names keeps the rank order of the "
+                                           f"reference that writes it, so expected rank {rank} there: "
+                                           f"{name}[{expected}], or a declaration under 'tensors'")
 
 
 def _indices(count: int) -> str:

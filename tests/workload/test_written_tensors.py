@@ -1,8 +1,9 @@
 """Tensors that an Einsum writes but no declaration names (intermediates, usually).
 
-Rank order: such a tensor has the rank order of the reference that writes it, and a read whose single-variable
-index names a rank of another family at some position is an input error naming the Einsum, the writer and the
-expected reference. Ranges: a read must stay inside what the writers write, position by position (constant
+Rank order: such a tensor has the rank order of the reference that writes it, and a read that swaps its
+positions (position a iterating the rank the writer has at position b, and b leaving its own) is an input error
+naming the Einsum, the writer and the expected reference; another rank at a position (a Gram matrix, a diagonal,
+a difference) is judged by its range. Ranges: a read must stay inside what the writers write, position by position (constant
 initialisations included), so the recurrence of the 1-pass cascade stays valid and ``T[m+1]`` after ``T[m]`` is
 an input error. Sources of the expected values: numpy enumerating every point of each Einsum's iteration space
 (exact integer equality), and sizes worked by hand in the comments.
@@ -83,15 +84,27 @@ def test_split_and_derived_indices_of_an_intermediate_are_accepted(tmp_path):
     workload = _load(tmp_path, "M: 12, M1: 3, M0: 4", einsums, extra="tensors:\n  K: {ranks: [M]}\n")
     tensors = workload.bind().tensors
     assert {name: info.elements for name, info in tensors.items() if name in "BRC"} == {"B": 12, "R": 4, "C": 3}
-    # without the split of K, nothing relates M0 to M, and B[m0] names a rank of another family
-    message = _error(tmp_path, "M: 12, M1: 3, M0: 4", einsums[1:], extra="tensors:\n  K: {ranks: [M]}\n")
-    assert "einsums[3] 'U[m0] = B[m0] * 2': B[m0]: index 0 'm0' iterates rank M0" in message
-    assert "expected rank M there: B[m]" in message
-    # with it, a rank outside the family is named along with the family
-    message = _error(tmp_path, "M: 12, M1: 3, M0: 4, P: 5", [*einsums, "V[p] = B[p] * 2"],
+    # another rank at a position is not a swap: B[m0] (M0 = 4 of B's 12) and B[p] (P = 5) read inside what B[m]
+    # writes, so they are accepted with or without the split relating M0 to M; the range check bounds them
+    for extra_einsums, ranks in ((einsums[1:], "M: 12, M1: 3, M0: 4"), ([*einsums, "V[p] = B[p] * 2"],
+                                                                       "M: 12, M1: 3, M0: 4, P: 5")):
+        bound = _load(tmp_path, ranks, extra_einsums, extra="tensors:\n  K: {ranks: [M]}\n").bind()
+        assert bound.tensors["B"].elements == 12
+    # ... and past it, it is the range check that names the read: P = 13 reaches B[12]
+    message = _error(tmp_path, "M: 12, M1: 3, M0: 4, P: 13", [*einsums, "V[p] = B[p] * 2"],
                      extra="tensors:\n  K: {ranks: [M]}\n")
-    assert "B[p]: index 0 'p' iterates rank P" in message
-    assert "expected rank M or another rank of its family (M0, M1) there: B[m]" in message
+    assert "B[p]: index 0 'p' reaches 12 at p = 12" in message
+
+
+def test_other_ranks_diagonals_and_differences_of_an_intermediate_are_not_swaps(tmp_path):
+    # A Gram matrix reads XN[e,n] where XN[e,m] was written (N = M = 64, E = 8: XN is 8 x 64 = 512 elements); a
+    # diagonal reads T[m,m] of T[m,n] (64 x 64 = 4096); a difference reads T[n+1] of T[m] with N = M - 1 = 63
+    gram = _load(tmp_path, "M: 64, N: 64, E: 8", ["XN[e,m] = X[e,m] * 2", "S[m,n] = XN[e,m] * XN[e,n]"]).bind()
+    assert gram.tensors["XN"].elements == 512 and gram.tensors["S"].elements == 4096
+    diagonal = _load(tmp_path, "M: 64, N: 64", ["T[m,n] = X[m] * Z[n]", "Y[m] = T[m,m] * 2"]).bind()
+    assert diagonal.tensors["T"].elements == 4096
+    difference = _load(tmp_path, "M: 64, N: 63", ["T[m] = exp(X[m])", "Y[n] = T[n+1] - T[n]"]).bind()
+    assert difference.tensors["T"].elements == 64 and difference.tensors["Y"].elements == 63
 
 
 def test_the_shipped_cascades_keep_their_written_orders():
@@ -149,9 +162,9 @@ def test_reads_of_a_written_tensor_against_enumeration(tmp_path_factory, M, P, s
     # Writers: T[s*m + c] over m < M (s in -1, 0, 1, so it writes every value between its smallest and largest;
     # c keeps it from 0) and, maybe, T[init] = 0. Reader: T[a*m + b*p + d] over M x P. numpy lists the values
     # written and read; the read is accepted exactly when it starts at 0 or above, every value between its
-    # smallest and largest is written, and (a single-variable read of P where the writer has M) keeps the
-    # written rank order. Accepted, every value read is one some Einsum wrote, and T's extent is the largest
-    # written value + 1.
+    # smallest and largest is written (a one-position tensor cannot be read with its positions swapped, so a
+    # lone p where the writer has m is judged by its range alone). Accepted, every value read is one some Einsum
+    # wrote, and T's extent is the largest written value + 1.
     c = w + (M - 1 if s < 0 else 0)
     einsums = ([f"T[{init}] = 0"] if init is not None else []) + [f"T[{_affine({'m': s}, c)}] = exp(X[m])",
                                                                   f"Y[m,p] = T[{_affine({'m': a, 'p': b}, d)}] * 2"]
@@ -159,9 +172,6 @@ def test_reads_of_a_written_tensor_against_enumeration(tmp_path_factory, M, P, s
     read = a * m + b * p + d
     written = set((s * np.arange(M) + c).tolist()) | ({init} if init is not None else set())
     tmp_path = tmp_path_factory.mktemp("w")
-    if s != 0 and a == 0 and b != 0:                  # the writer has rank M, the read a lone p
-        assert "iterates rank P, but" in _error(tmp_path, f"M: {M}, P: {P}", einsums)
-        return
     if read.min() < 0:
         assert f"reaches {read.min()}" in _error(tmp_path, f"M: {M}, P: {P}", einsums)
         return

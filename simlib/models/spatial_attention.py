@@ -27,19 +27,23 @@ Schedules (reference/fusemax.md, after the FuseMax paper and its artifact):
   there once; a phase takes max(compute, traffic / bandwidth), the phases add up.
 
 Latency = max(compute, DRAM bytes / bandwidth) (phases: per phase). Energy = actions × energy per action from
-the hardware YAML (Accelergy's action counts, which the FuseMax artifact builds from Timeloop's statistics:
-reads priced at a level's read energy, writes and fills at its write energy):
+the hardware YAML, priced as Accelergy prices an action (a read at a level's read energy, a write or fill at its
+write energy), over these action counts:
 
     E = Σ ops × pJ/op  (per array, an operation it lacks decomposed)
       + DRAM reads × read pJ + DRAM writes × write pJ          (accesses = bytes · 8 / access_bits)
       + buffer fills × write pJ + buffer drains × read pJ      (rows = bytes · 8 / access_bits)
       + MACs × (register reads per MAC × read pJ + register writes per MAC × write pJ)
 
-Every byte read from DRAM fills the buffer (a buffer write) and every byte written to DRAM drains from it (a
-buffer read). Each schedule below knows which of its DRAM words are reads and which are writes. A level that
-gives no write energy is charged its read energy for writes (and one that gives no read energy its write
-energy for reads), as the cascade engine does; a level that gives neither is not priced. Static (leakage)
-power is not modelled.
+The buffer is charged for its traffic with DRAM only, each DRAM byte once at the buffer: every byte read from
+DRAM fills the buffer (a buffer write) and every byte written to DRAM drains from it (a buffer read). Its
+traffic with the PE arrays is not counted: neither the buffer reads that feed operands to the arrays (including
+a tile re-read from the buffer for each use) nor the writes of the arrays' results into the buffer (including
+the write that precedes each drain). These are fewer actions than the full Accelergy counts that the FuseMax
+artifact builds from Timeloop's statistics, which charge every buffer access. Each schedule below knows which
+of its DRAM words are reads and which are writes. A level that gives no write energy is charged its read energy
+for writes (and one that gives no read energy its write energy for reads), as the cascade engine does; a level
+that gives neither is not priced. Static (leakage) power is not modelled.
 """
 from __future__ import annotations
 

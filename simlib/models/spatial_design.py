@@ -7,10 +7,12 @@ the tile that fills the 2D array (M0 × P0) and which Einsum runs on which array
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
 from simlib.catalog_paths import WORKLOAD_DIR, resolve
 from simlib.engine.units import assign
@@ -58,12 +60,41 @@ class DesignSpec(_Strict):
                 raise ValueError(f"tile {rank} must be a positive number of elements, got {size}")
         return value
 
+    @field_validator("rf_accesses_per_mac", mode="before")
+    @classmethod
+    def _register_accesses(cls, value):
+        """A mapping is validated as RegisterAccesses on its own, so that its error (a missing ``writes``, a
+        negative count, an unknown key) keeps its path, rf_accesses_per_mac.<array>.<key>, instead of being
+        reported as "not a valid number" by the other member of the union. A bare count must be a number (its sign
+        is checked below, where it has been read as one)."""
+        if not isinstance(value, Mapping):
+            return value
+        checked, errors = {}, []
+        for array, accesses in value.items():
+            if isinstance(accesses, Mapping):
+                try:
+                    accesses = RegisterAccesses.model_validate(accesses)
+                except ValidationError as exc:
+                    errors += [{"type": e["type"], "loc": (array, *e["loc"]), "input": e["input"],
+                                **({"ctx": e["ctx"]} if "ctx" in e else {})} for e in exc.errors()]
+            elif isinstance(accesses, bool) or not isinstance(accesses, (int, float, str, RegisterAccesses)):
+                errors.append({"type": PydanticCustomError("accesses_type", "expected a number of register-file "
+                                                                            "accesses per MAC or {reads: R, "
+                                                                            "writes: W}"),
+                               "loc": (array,), "input": accesses})
+            checked[array] = accesses
+        if errors:
+            raise ValidationError.from_exception_data(cls.__name__, errors)
+        return checked
+
     @field_validator("rf_accesses_per_mac")
     @classmethod
     def _non_negative_accesses(cls, value):
-        for array, count in value.items():
-            if not isinstance(count, RegisterAccesses) and count < 0:
-                raise ValueError(f"{array}: register-file accesses per MAC must be >= 0, got {count}")
+        errors = [{"type": PydanticCustomError("negative_accesses", "register-file accesses per MAC must be >= 0"),
+                   "loc": (array,), "input": count}
+                  for array, count in value.items() if not isinstance(count, RegisterAccesses) and count < 0]
+        if errors:
+            raise ValidationError.from_exception_data(cls.__name__, errors)
         return value
 
 

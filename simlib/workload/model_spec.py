@@ -26,7 +26,12 @@ token embedding counted for input and output even when the two are tied (its Qwe
     P = 2·vocab·hidden + layers·(hidden·H·d + 2·hidden·Hkv·d + H·d·hidden + g·hidden·intermediate·experts
         + router hidden·experts + 2·hidden + 2·d) + hidden
 (attention Q, K, V, O; g = 3 matrices per expert for a gated MLP, 2 otherwise; RMS norms, Qwen3's per-head q/k
-norms.) Active parameters use the active experts instead of all of them.
+norms.) Active parameters use the active experts instead of all of them. A mixture of experts gives its expert
+count as ``num_experts``, ``num_local_experts`` or (DeepSeek) ``n_routed_experts`` and the width of one expert as
+``moe_intermediate_size``; a config with ``moe_intermediate_size`` and none of these counts is refused rather than
+read as dense. The estimate puts the routed experts in every layer: DeepSeek's shared experts
+(``n_shared_experts``), its dense first layers (``first_k_dense_replace``) and its low-rank attention projections
+are not in the formula; a model YAML's ``parameters`` gives such a model's own count.
 """
 from __future__ import annotations
 
@@ -146,43 +151,77 @@ def mlp_is_gated(config: dict, source: str) -> bool:
 
 HF_FIELDS = {"hidden": "hidden_size", "heads": "num_attention_heads", "layers": "num_hidden_layers",
              "vocab": "vocab_size"}
+# the expert count under each name a config.json uses for it (Qwen-MoE/OLMoE, Mixtral, DeepSeek), the first given
+EXPERT_KEYS = ("num_experts", "num_local_experts", "n_routed_experts")
+OPTIONAL_COUNTS = ("head_dim", "num_key_value_heads", "intermediate_size", "moe_intermediate_size", *EXPERT_KEYS,
+                   "num_experts_per_tok")
+
+
+def _positive_int(config: dict, key: str, source: str) -> int:
+    value = config[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise SimlibInputError(source, key, f"expected a positive integer, got {json.dumps(value)}")
+    return value
 
 
 def model_from_hf_config(path: str | Path) -> ModelSpec:
     """A decoder's shape from a Hugging Face ``config.json`` (no download: a file on disk); whether its MLP is
-    gated by ``mlp_is_gated``."""
+    gated by ``mlp_is_gated``. Every count the shape is derived from must be a positive integer (a key given as
+    null counts as absent, as Hugging Face's own config classes read it); a mixture of experts gives its expert
+    count as ``num_experts``, ``num_local_experts`` or ``n_routed_experts`` and the width of one expert as
+    ``moe_intermediate_size`` (or ``intermediate_size``). A mistake is reported under the file's own key."""
     path = Path(path)
+    source = str(path)
     try:
         config = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
-        raise SimlibInputError(str(path), None, f"cannot read a JSON config: {exc}") from None
+        raise SimlibInputError(source, None, f"cannot read a JSON config: {exc}") from None
     if not isinstance(config, dict):
-        raise SimlibInputError(str(path), None, "expected a JSON object")
-    for field, key in HF_FIELDS.items():
+        raise SimlibInputError(source, None, "expected a JSON object")
+    for key in HF_FIELDS.values():
         if key not in config:
-            raise SimlibInputError(str(path), key, f"missing; a decoder config needs {', '.join(HF_FIELDS.values())} "
-                                                   f"and intermediate_size")
-    intermediate = config.get("moe_intermediate_size") or config.get("intermediate_size")
-    if intermediate is None:
-        raise SimlibInputError(str(path), "intermediate_size", "missing; expected the MLP width")
-    heads = config["num_attention_heads"]
+            raise SimlibInputError(source, key, f"missing; a decoder config needs {', '.join(HF_FIELDS.values())} "
+                                                f"and intermediate_size")
+        _positive_int(config, key, source)
+    given = {key for key in OPTIONAL_COUNTS if config.get(key) is not None}
+    for key in OPTIONAL_COUNTS:
+        if key in given:
+            _positive_int(config, key, source)
+    intermediate_key = next((k for k in ("moe_intermediate_size", "intermediate_size") if k in given), None)
+    if intermediate_key is None:
+        raise SimlibInputError(source, "intermediate_size", "missing; expected the MLP width")
+    experts_key = next((k for k in EXPERT_KEYS if k in given), None)
+    if intermediate_key == "moe_intermediate_size" and experts_key is None:
+        raise SimlibInputError(source, "moe_intermediate_size", f"gives the width of one expert, but the config "
+                                                                f"has no expert count; expected "
+                                                                f"{', '.join(EXPERT_KEYS[:-1])} or {EXPERT_KEYS[-1]} "
+                                                                f"with it")
+    hidden, heads = config["hidden_size"], config["num_attention_heads"]
+    if "head_dim" not in given and hidden < heads:
+        raise SimlibInputError(source, "num_attention_heads", f"{heads} heads leave hidden_size {hidden} less "
+                                                              f"than one dimension per head; expected at most "
+                                                              f"hidden_size heads, or a head_dim")
+    file_keys = {**HF_FIELDS, "name": "name_or_path",
+                 "head_dim": "head_dim" if "head_dim" in given else "hidden_size",
+                 "kv_heads": "num_key_value_heads" if "num_key_value_heads" in given else "num_attention_heads",
+                 "intermediate": intermediate_key, "experts": experts_key or EXPERT_KEYS[0],
+                 "active_experts": "num_experts_per_tok"}
     values = {"name": config.get("name_or_path") or path.parent.name or path.stem,
-              "hidden": config["hidden_size"], "heads": heads,
-              "head_dim": config.get("head_dim") or config["hidden_size"] // heads,
-              "intermediate": intermediate, "layers": config["num_hidden_layers"],
+              "hidden": hidden, "heads": heads,
+              "head_dim": config["head_dim"] if "head_dim" in given else hidden // heads,
+              "intermediate": config[intermediate_key], "layers": config["num_hidden_layers"],
               "kv_heads": config.get("num_key_value_heads") or heads, "vocab": config["vocab_size"],
-              "experts": config.get("num_experts") or config.get("num_local_experts") or 1,
+              "experts": config[experts_key] if experts_key else 1,
               "active_experts": config.get("num_experts_per_tok"),
-              "gated_mlp": mlp_is_gated(config, str(path)), "source_file": str(path)}
+              "gated_mlp": mlp_is_gated(config, source), "source_file": source}
     try:
         spec = ModelSpec(**values)
     except ValidationError as exc:
-        raise_for_validation(str(path), ModelSpec, exc)
-    spec._file_keys = {**HF_FIELDS, "head_dim": "head_dim", "kv_heads": "num_key_value_heads",
-                       "intermediate": "moe_intermediate_size" if config.get("moe_intermediate_size")
-                       else "intermediate_size",
-                       "experts": "num_experts" if config.get("num_experts") else "num_local_experts",
-                       "active_experts": "num_experts_per_tok"}
+        try:
+            raise_for_validation(source, ModelSpec, exc)
+        except SimlibInputError as err:       # the field under the name the file gives it
+            raise SimlibInputError(source, file_keys.get(err.field, err.field), err.message) from None
+    spec._file_keys = file_keys
     return spec
 
 

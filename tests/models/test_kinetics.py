@@ -291,3 +291,46 @@ def test_config_fields_that_cannot_decide_the_mlp_exit_2_naming_the_field(tmp_pa
     out = run("predict", "tts", "-H", "b200", "--set", f"model={path}")
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert f"{path}: {field}: " in out.stderr and fragment in out.stderr, out.stderr
+
+
+def test_deepseek_style_mixture_of_experts_by_hand():
+    """deepseek-moe-config.json: hidden 4, 2 heads / 1 KV head of 2, 1 layer, vocab 10, a gated MLP (deepseek_v3)
+    of n_routed_experts = 4 experts of moe_intermediate_size 3, 2 active per token. Embeddings 2*10*4 = 80; the
+    layer: Q 4*2*2 = 16, K and V 2*4*1*2 = 16, O 16, norms 2*4 + 2*2 = 12, router 4*4 = 16, experts 3*4*3 = 36
+    each; final norm 4. P = 80 + (48 + 12 + 16 + 4*36) + 4 = 304; active (2 experts): 304 - 2*36 = 232. The
+    dense intermediate_size 8 in the file is not the expert width. Best-of-3, g = 4: 2*P*n*g = 7296."""
+    path = DATA / "deepseek-moe-config.json"
+    m = load_model(str(path))
+    assert (m.experts, m.active_experts, m.intermediate, m.gated_mlp) == (4, 2, 3, True)
+    assert m.parameter_count == 304 and m.active_parameter_count == 232
+    assert m.file_key("experts") == "n_routed_experts" and m.file_key("intermediate") == "moe_intermediate_size"
+    out = run("predict", "tts", "-H", "b200", "--set", f"model={path}", "--set", "prompt_len=5", "--set", "gen_len=4",
+              "--set", "samples=3", "--set", "intensity=2", "--json")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["parameters"]["model_parameters"] == 304 and data["parameter_eflops"] == 7296
+
+
+@pytest.mark.parametrize("change, field, fragment", [
+    ({"num_attention_heads": 0}, "num_attention_heads", "expected a positive integer, got 0"),
+    ({"num_attention_heads": "2"}, "num_attention_heads", 'expected a positive integer, got "2"'),
+    ({"hidden_size": None}, "hidden_size", "expected a positive integer, got null"),
+    ({"num_hidden_layers": 2.5}, "num_hidden_layers", "expected a positive integer, got 2.5"),
+    ({"vocab_size": True}, "vocab_size", "expected a positive integer, got true"),
+    ({"intermediate_size": -8}, "intermediate_size", "expected a positive integer, got -8"),
+    ({"num_key_value_heads": 0}, "num_key_value_heads", "expected a positive integer, got 0"),
+    ({"head_dim": "2"}, "head_dim", 'expected a positive integer, got "2"'),
+    ({"num_experts": 0}, "num_experts", "expected a positive integer, got 0"),
+    ({"hidden_size": 1}, "num_attention_heads", "leave hidden_size 1 less than one dimension per head"),
+    # a DeepSeek-style expert width without any expert count is refused, not read as a dense MLP
+    ({"moe_intermediate_size": 3, "num_experts_per_tok": 2}, "moe_intermediate_size",
+     "no expert count; expected num_experts, num_local_experts or n_routed_experts"),
+    # pydantic's own checks name the file's key too
+    ({"name_or_path": 5}, "name_or_path", "Input should be a valid string"),
+])
+def test_config_counts_are_checked_before_use_naming_the_files_key(tmp_path, change, field, fragment):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({**SHAPE, "model_type": "llama", **change}))
+    out = run("predict", "tts", "-H", "b200", "--set", f"model={path}")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert f"{path}: {field}: " in out.stderr and fragment in out.stderr, out.stderr

@@ -357,7 +357,8 @@ def test_a_register_count_that_cannot_be_priced_is_refused(tmp_path):
 
 @pytest.mark.parametrize("config, field", [
     ({"model_type": "qwen3_moe", "num_experts": 8}, "num_experts"),
-    ({"model_type": "mixtral", "num_local_experts": 8}, "num_local_experts")])
+    ({"model_type": "mixtral", "num_local_experts": 8}, "num_local_experts"),
+    ({"model_type": "deepseek_v3", "n_routed_experts": 8, "moe_intermediate_size": 32}, "n_routed_experts")])
 def test_moe_refusal_names_the_field_the_config_has(tmp_path, config, field):
     path = tmp_path / "config.json"
     path.write_text(json.dumps({**config, "hidden_size": 64, "num_attention_heads": 2, "num_hidden_layers": 1,
@@ -373,3 +374,34 @@ def test_moe_refusal_names_experts_in_a_model_yaml(tmp_path):
     out = run("predict", "fusemax", "--set", f"model={path}", "--set", "layer=true", "--set", "seq=1024")
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert f"{path}: experts: a whole layer models a dense MLP" in out.stderr, out.stderr
+
+
+@pytest.mark.parametrize("change, field, fragment", [
+    ({"num_attention_heads": 0}, "num_attention_heads", "expected a positive integer, got 0"),
+    ({"num_attention_heads": "2"}, "num_attention_heads", 'expected a positive integer, got "2"'),
+    ({"hidden_size": None}, "hidden_size", "expected a positive integer, got null")])
+def test_layer_of_a_config_with_bad_counts_exits_2_naming_the_files_key(tmp_path, change, field, fragment):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"model_type": "llama", "hidden_size": 64, "num_attention_heads": 2,
+                                "num_hidden_layers": 1, "intermediate_size": 128, "vocab_size": 10, **change}))
+    out = run("predict", "fusemax", "--set", f"model={path}", "--set", "layer=true", "--set", "seq=1024")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert f"{path}: {field}: " in out.stderr and fragment in out.stderr, out.stderr
+
+
+@pytest.mark.parametrize("accesses, field, fragment", [
+    ("{reads: 5}", "rf_accesses_per_mac.pe_2d.writes", "required field is missing"),
+    ("{reads: -1, writes: 0}", "rf_accesses_per_mac.pe_2d.reads", "greater than or equal to 0 (got -1)"),
+    ("{reads: 2, writes: 1, updates: 1}", "rf_accesses_per_mac.pe_2d.updates",
+     "unknown field (expected one of: reads, writes)"),
+    ("-2", "rf_accesses_per_mac.pe_2d", "register-file accesses per MAC must be >= 0"),
+    ("[2, 1]", "rf_accesses_per_mac.pe_2d", "expected a number of register-file accesses per MAC or {reads: R, "
+                                            "writes: W} (got [2, 1])")])
+def test_bad_register_accesses_name_their_own_path(tmp_path, accesses, field, fragment):
+    design = tmp_path / "design.yaml"
+    design.write_text((DATA / "tiny_fusemax_rw.yaml").read_text().replace("{reads: 2, writes: 1}", accesses))
+    out = run("predict", "fusemax", "--hardware", str(DATA / "tiny_array_rw.yaml"), "--set", f"design={design}",
+              "--set", "seq=8")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert f"{design}: {field}: " in out.stderr and fragment in out.stderr, out.stderr
+    assert "valid number" not in out.stderr and "RegisterAccesses" not in out.stderr

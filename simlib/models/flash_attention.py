@@ -111,10 +111,10 @@ def sram_per_block(kernel, bq, bkv, d, dv, s):
     smem = np.select([kernel == "flash1", kernel == "flash3", kernel == "standard"],
                      [s * (bq * d + bkv * (d + dv) + bq * dv), s * (bq * d + 2 * bkv * (d + dv)), 0],
                      s * (bq * d + bkv * (d + dv)))
-    # S in fp32 accumulators, P converted to the input dtype, O in fp32; mma.sync kernels also keep their
-    # Q fragments in registers, wgmma reads Q from shared memory
-    regs = np.where(kernel == "standard", 0, ACCUMULATOR_BYTES * (bq * bkv + bq * dv) + s * bq * bkv
-                    + np.where(kernel == "flash3", 0, s * bq * d))
+    # S in fp32 accumulators, P converted to the input dtype, O in fp32. Q is not held in registers: wgmma reads
+    # it from shared memory, and FlashAttention-2's shipped configurations load its fragments from shared memory
+    # per k-step too (Is_Q_in_regs = false in csrc/flash_attn/src/flash_fwd_launch_template.h)
+    regs = np.where(kernel == "standard", 0, ACCUMULATOR_BYTES * (bq * bkv + bq * dv) + s * bq * bkv)
     return smem, regs
 
 

@@ -80,8 +80,15 @@ def sensitivity_curves(frame: pd.DataFrame, axis: str, metric: str) -> dict[str,
             for key, part in frame.groupby(columns)}
 
 
-def build_report(source: str | Path, out: str | Path, metric: str = "time_s") -> Path:
+DEFAULT_METRICS = ("time_s", "eflops")    # the first a sweep's results have: time, else the Kinetics cost
+
+
+def build_report(source: str | Path, out: str | Path, metric: str | None = None) -> Path:
+    """``index.html`` and its PNGs for a sweep; ``metric`` is the column ranked and plotted (default: time_s, or
+    eflops for a test-time-scaling sweep, which has no time)."""
     frame, axes, title = _load(source)
+    if metric is None:
+        metric = next((m for m in DEFAULT_METRICS if m in frame.columns), DEFAULT_METRICS[0])
     if metric not in frame.columns:
         raise SimlibInputError(str(source), metric, f"the results have no '{metric}' column")
     if not pd.api.types.is_numeric_dtype(frame[metric]) or pd.api.types.is_bool_dtype(frame[metric]):

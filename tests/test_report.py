@@ -7,6 +7,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from simlib import plot
 from simlib.hardware import load_hardware
@@ -146,3 +147,51 @@ class _Cells(HTMLParser):
         if tag in ("td", "th"):
             self.rows[-1].append(self._cell.strip())
             self._cell = None
+
+
+def test_a_tts_sweep_reports_its_cost_without_naming_the_metric(tmp_path):
+    """A test-time-scaling sweep has no time column: the report ranks eflops unless told otherwise, and its best
+    row per hardware is the sweep's least cost (the minimum of the sweep's own eflops column)."""
+    from simlib.report import build_report
+    from simlib.sweeps.run import run_sweep
+    spec = tmp_path / "tts.yaml"
+    spec.write_text("workload: tts\nhardware: [b200]\naxes:\n  model: [qwen3-0.6b, qwen3-8b]\n  samples: [1, 4]\n"
+                    "fixed: {prompt_len: 1000, gen_len: 4096, attention: dense}\n")
+    index = build_report(spec, tmp_path / "out")
+    page = index.read_text()
+    assert "metric eflops" in page
+    cells = _first_table_cells(page)
+    column = cells[0].index("eflops")
+    assert float(cells[1][column]) == pytest.approx(run_sweep(spec)["eflops"].min(), rel=1e-3)
+    out = subprocess.run([sys.executable, "-m", "simlib.cli.main", "report", str(spec), "--out", str(tmp_path / "o2"),
+                          "--metric", "time_s"], capture_output=True, text=True)
+    assert out.returncode == 2 and "no 'time_s' column" in out.stderr
+
+
+def _first_table_cells(page: str) -> list[list[str]]:
+    """Rows of the page's first table, each a list of its header or data cells' text."""
+    class Cells(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.rows, self.tables, self.cell = [], 0, None
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "table":
+                self.tables += 1
+            elif tag == "tr" and self.tables == 1:
+                self.rows.append([])
+            elif tag in ("td", "th") and self.tables == 1:
+                self.cell = ""
+
+        def handle_data(self, data):
+            if self.cell is not None:
+                self.cell += data
+
+        def handle_endtag(self, tag):
+            if tag in ("td", "th") and self.cell is not None:
+                self.rows[-1].append(self.cell.strip())
+                self.cell = None
+
+    parser = Cells()
+    parser.feed(page)
+    return [row for row in parser.rows if row]

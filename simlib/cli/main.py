@@ -247,7 +247,8 @@ def sweep(spec: str = typer.Argument(..., help="Sweep spec YAML: workload, hardw
 @app.command()
 def report(source: str = typer.Argument(..., help="A sweep's results (.parquet) or a sweep spec (YAML)."),
            out: str = typer.Option(..., "--out", help="Folder for index.html and its PNGs."),
-           metric: str = typer.Option("time_s", "--metric", help="The column ranked and plotted.")):
+           metric: Optional[str] = typer.Option(None, "--metric", help="The column ranked and plotted "
+                                                                      "(default: time_s; eflops for tts sweeps).")):
     """An HTML report of a sweep: rooflines, the best configurations per hardware, sensitivity per axis."""
     from simlib.report import build_report
     with input_errors():

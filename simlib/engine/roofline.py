@@ -21,7 +21,7 @@ from simlib.engine.prediction import EinsumCost, Prediction
 from simlib.engine.traffic import Traffic, fused_traffic, unfused_traffic
 from simlib.engine.units import assign
 from simlib.hardware.schema import HardwareSpec, MemoryLevel
-from simlib.workload.cascade import PassAnalysis, rank_of
+from simlib.workload.cascade import PassAnalysis
 from simlib.workload.workload import OPERATION_KINDS, BoundWorkload
 
 FLOPS_PER_OP = {"mac": 2, "mul": 1, "add": 1, "max": 1, "exp": 1, "div": 1}
@@ -37,13 +37,7 @@ def _stream_candidates(bound: BoundWorkload) -> list[str]:
     cascade = bound.cascade
     if cascade.reduced_ranks:
         return [max(cascade.reduced_ranks, key=lambda r: bound.rank_sizes[r])]
-    iterated: list[str] = []
-    for einsum in cascade.einsums:
-        for v in einsum.variables:
-            rank = cascade.canonical_rank(rank_of(v))
-            if rank not in iterated:
-                iterated.append(rank)
-    return sorted(iterated, key=lambda r: -bound.rank_sizes[r])
+    return sorted(cascade.iterated_ranks, key=lambda r: -bound.rank_sizes[r])
 
 
 def _stream_rank(bound: BoundWorkload) -> str | None:

@@ -191,6 +191,17 @@ class Cascade:
                     ranks.append(canonical)
         return ranks
 
+    @cached_property
+    def iterated_ranks(self) -> list[str]:
+        """Canonical names of the ranks any Einsum iterates, in order of first use."""
+        ranks: list[str] = []
+        for einsum in self.einsums:
+            for v in einsum.variables:
+                canonical = self.canonical_rank(rank_of(v))
+                if canonical not in ranks:
+                    ranks.append(canonical)
+        return ranks
+
     def pass_counts(self) -> dict[str, int]:
         return {rank: self.passes(rank) for rank in self.reduced_ranks}
 

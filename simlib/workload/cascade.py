@@ -180,27 +180,24 @@ class Cascade:
         declared = [r for ranks in self.declared_ranks.values() for r in ranks if r in family]
         return declared[0] if declared else rank
 
-    @cached_property
-    def reduced_ranks(self) -> list[str]:
-        """Canonical names of the ranks some Einsum reduces over, in order of first reduction."""
+    def _canonical_ranks(self, variables_of) -> list[str]:
         ranks: list[str] = []
         for einsum in self.einsums:
-            for v in einsum.reduced:
+            for v in variables_of(einsum):
                 canonical = self.canonical_rank(rank_of(v))
                 if canonical not in ranks:
                     ranks.append(canonical)
         return ranks
 
     @cached_property
+    def reduced_ranks(self) -> list[str]:
+        """Canonical names of the ranks some Einsum reduces over, in order of first reduction."""
+        return self._canonical_ranks(lambda einsum: einsum.reduced)
+
+    @cached_property
     def iterated_ranks(self) -> list[str]:
         """Canonical names of the ranks any Einsum iterates, in order of first use."""
-        ranks: list[str] = []
-        for einsum in self.einsums:
-            for v in einsum.variables:
-                canonical = self.canonical_rank(rank_of(v))
-                if canonical not in ranks:
-                    ranks.append(canonical)
-        return ranks
+        return self._canonical_ranks(lambda einsum: einsum.variables)
 
     def pass_counts(self) -> dict[str, int]:
         return {rank: self.passes(rank) for rank in self.reduced_ranks}

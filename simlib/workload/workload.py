@@ -440,7 +440,9 @@ def _check_written_rank_order(spec: WorkloadSpec, cascade: Cascade, source: str)
                     return mine is not None and theirs is not None and not mine & theirs
 
                 for a, b in itertools.permutations(range(min(len(used), len(layout_families))), 2):
-                    if not (leaves(a) and leaves(b) and layout_families[b] is not None and used[a] & layout_families[b]):
+                    swapped = leaves(a) and leaves(b) and layout_families[b] is not None \
+                        and bool(used[a] & layout_families[b])
+                    if not swapped:
                         continue
                     index = ref.indices[a]
                     rank = rank_of(layout.indices[a].variables[0])

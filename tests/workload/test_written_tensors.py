@@ -1,12 +1,12 @@
 """Tensors that an Einsum writes but no declaration names (intermediates, usually).
 
-Rank order: such a tensor has the rank order of the reference that writes it, and a read that swaps its
-positions (position a iterating the rank the writer has at position b, and b leaving its own) is an input error
-naming the Einsum, the writer and the expected reference; another rank at a position (a Gram matrix, a diagonal,
-a difference) is judged by its range. Ranges: a read must stay inside what the writers write, position by position (constant
-initialisations included), so the recurrence of the 1-pass cascade stays valid and ``T[m+1]`` after ``T[m]`` is
-an input error. Sources of the expected values: numpy enumerating every point of each Einsum's iteration space
-(exact integer equality), and sizes worked by hand in the comments.
+Rank order: such a tensor has the rank order of the reference that writes it, and a read that swaps its positions
+(position a iterating the rank the writer has at position b, and b leaving its own) is an input error naming the
+Einsum, the writer and the expected reference; another rank at a position (a Gram matrix, a diagonal, a difference)
+is judged by its range. Ranges: a read must stay inside what the writers write, position by position (constant
+initialisations included), so the recurrence of the 1-pass cascade stays valid and ``T[m+1]`` after ``T[m]`` is an
+input error. Sources of the expected values: numpy enumerating every point of each Einsum's iteration space (exact
+integer equality), and sizes worked by hand in the comments.
 """
 import subprocess
 import sys

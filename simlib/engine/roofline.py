@@ -145,7 +145,7 @@ def predict_cascade(bound: BoundWorkload, hw: HardwareSpec, sustained: bool = Fa
         if hold_bw:
             level_time[traffic.holding_level.name] = traffic.on_chip_bytes / hold_bw
 
-    if fused and not traffic.sequential:
+    if not traffic.sequential:
         resources = {**unit_total, **level_time}
         bound_name = max(resources, key=resources.get)
         time_s = resources[bound_name]

@@ -85,7 +85,7 @@ def unfused_traffic(bound: BoundWorkload) -> Traffic:
         names = {ref.name for ref in einsum.reads}
         reads[i] = sum(tensors[n].bytes for n in names)
         writes[i] = tensors[einsum.output.name].bytes
-    return Traffic(reads, writes, 0.0, 0.0, 0.0, None)
+    return Traffic(reads, writes, 0.0, 0.0, 0.0, None, sequential=True)
 
 
 def _streamed_slice_bytes(bound: BoundWorkload, tensor: str, family: frozenset[str]) -> float:

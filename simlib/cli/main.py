@@ -74,9 +74,10 @@ def hardware_show(name: str = typer.Argument(..., help="Catalog name or path to 
 def workload_list():
     """List the shipped workloads."""
     with input_errors():
-        for name in workload_names():
-            wl = load_workload(name)
-            typer.echo(f"{name:20s} {wl.spec.description}")
+        names = workload_names()
+        width = max(map(len, names), default=0)
+        for name in names:
+            typer.echo(f"{name:{width}s} {load_workload(name).spec.description}")
 
 
 @workload_app.command("show")

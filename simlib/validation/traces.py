@@ -5,7 +5,8 @@ A trace is a CSV whose ``#`` lines carry metadata (``# hardware: NAME`` names th
 columns include ``op`` and ``measured_s``; the rest depend on the op. Each op has one predictor:
 
 * ``gemm`` (m, n, k, dtype): the ``gemm`` cascade's roofline.
-* ``attention_unfused`` (batch, heads, seq_q, seq_kv, head_dim, dtype): ``attention-3pass``, unfused.
+* ``attention_unfused`` (batch, heads, seq_q, seq_kv, head_dim, dtype): ``attention-torch-unfused``, unfused (the
+  kernels ``simlib measure`` runs for it: QK, the scale multiply, a 3-pass softmax, PV).
 * ``sdpa``: on a GPU with the attention model's memory levels, the FlashAttention tile model with the kernel a
   backend runs (math: standard; flash and efficient: flash2; cudnn: flash3 where the part supports it; or a kernel
   name); elsewhere the cascades (math: ``attention-torch-math``, the kernels PyTorch's math backend runs,
@@ -151,7 +152,7 @@ def _spatial(row, hw: HardwareSpec, path) -> float:
 PREDICTORS = {
     "gemm": lambda row, hw, path: predict("gemm", hw, M=_int(row, "m"), N=_int(row, "n"), K=_int(row, "k"),
                                           dtype=row["dtype"]).time_s,
-    "attention_unfused": lambda row, hw, path: _cascade_attention(row, hw, "attention-3pass", "unfused"),
+    "attention_unfused": lambda row, hw, path: _cascade_attention(row, hw, "attention-torch-unfused", "unfused"),
     "sdpa": _sdpa, "gna": _gna, "spatial": _spatial,
 }
 

@@ -98,3 +98,11 @@ def test_bad_input_gives_one_clear_line_and_exit_2(args, fragments):
     assert len(out.stderr.strip().splitlines()) == 1, out.stderr
     for fragment in fragments:
         assert fragment in out.stderr, out.stderr
+
+
+def test_workload_list_aligns_descriptions_past_the_longest_name():
+    lines = run("workload", "list").stdout.splitlines()
+    names = [line.split()[0] for line in lines]
+    assert "attention-torch-unfused" in names
+    width = max(map(len, names)) + 1
+    assert all(line[width - 1] == " " and line[width] != " " for line in lines)

@@ -216,6 +216,24 @@ def test_unfused_outputs_from_the_threshold_on_are_written_at_the_fresh_rate(m, 
     assert p.time_s == pytest.approx(expected, rel=1e-9)     # memory-bound: arithmetic takes < 1e-6 of it
 
 
+def test_torch_unfused_cascade_moves_what_its_kernels_read_and_write():
+    # workloads/attention-torch-unfused.yaml, the explicit attention simlib measure times; unfused, fp32, N = 64
+    # queries and keys, head dim 16; one kernel per Einsum reading its operands and writing its result. QK: 2 N d
+    # in, N^2 out; the scale multiply: N^2 in, N^2 out; the 3-pass softmax: max (N^2 in, N out), exp (N^2 + N in,
+    # N^2 out), sum (N^2 in, N out), divide (N^2 + N in, N^2 out); PV: N^2 + N d in, N d out.
+    n, d = 64, 16
+    p = simlib.predict("attention-torch-unfused", hardware=str(DATA / "tiny_cpu.yaml"), batch=1, heads=1,
+                       seq_q=n, seq_kv=n, head_dim=d, head_dim_v=d, dtype="fp32", execution="unfused")
+    nd, n2, row = 4 * n * d, 4 * n * n, 4 * n
+    expected = ((2 * nd + n2) + (n2 + n2) + (n2 + row) + (n2 + row + n2) + (n2 + row) + (n2 + row + n2)
+                + (n2 + nd + nd))
+    assert p.bytes["dram"] == expected
+    # one pass over the scores more than the textbook 3-pass cascade: N^2 read and N^2 written
+    textbook = simlib.predict("attention-3pass", hardware=str(DATA / "tiny_cpu.yaml"), batch=1, heads=1,
+                              seq_q=n, seq_kv=n, head_dim=d, head_dim_v=d, dtype="fp32", execution="unfused")
+    assert p.bytes["dram"] - textbook.bytes["dram"] == 2 * n2
+
+
 def test_torch_math_sdpa_cascade_moves_what_its_kernels_read_and_write():
     # workloads/attention-torch-math.yaml, unfused, fp32, N = 64 queries and keys, head dim 16; one kernel per
     # Einsum reading its operands and writing its result. Q, K scaled: 2 x (N d) each; QK: 2 N d in, N^2 out;

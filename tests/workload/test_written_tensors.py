@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from simlib.errors import SimlibInputError
-from simlib.workload.workload import load_workload
+from simlib.workload.workload import load_workload, workload_names
 
 BAD = Path(__file__).parent.parent / "data" / "bad"
 
@@ -110,7 +110,7 @@ def test_other_ranks_diagonals_and_differences_of_an_intermediate_are_not_swaps(
 def test_the_shipped_cascades_keep_their_written_orders():
     # every reference of an undeclared tensor in the shipped cascades is in its writer's order; the recurrences
     # RM, RD (M1 + 1 slots of P) and RNV (F x (M1 + 1) x P) are written at 0 and at m1 + 1, 1..M1
-    for name in ("attention-1pass", "attention-2pass", "attention-3pass", "attention-torch-math", "gemm", "gemv"):
+    for name in workload_names():
         load_workload(name).bind()
     tensors = load_workload("attention-1pass").bind(dict(seq_kv=64, block_kv=16, seq_q=4, head_dim_v=8)).tensors
     assert tensors["RM"].elements == tensors["RD"].elements == (64 // 16 + 1) * 4

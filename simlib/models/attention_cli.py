@@ -162,7 +162,7 @@ def predict_decode(hw: HardwareSpec, params: dict, kernel: str) -> dict:
                                                     f"has {hw.level('smem').capacity_bytes:.0f} B)")
     return {"kernel": kernel, "hardware": hw.name, "time_s": row["time_s"], "flops": row["flops"],
             "bytes": {"dram": row["bytes_dram"]}, "tflops": row["tflops"],
-            "waves": int(np.ceil(row["thread_blocks"] / hw.processors.count)),
+            "waves": int(row["waves"]), "blocks_per_sm": int(row["blocks_per_sm"]),
             "thread_blocks": row["thread_blocks"], "active_sms": int(row["active_sms"]),
             "splits": int(row["splits"]), "block_q": int(row["q_block_rows"]), "block_kv": block_kv,
             "smem_bytes_per_block": row["smem_bytes_per_block"], "exp_ops": row["exp_ops"],

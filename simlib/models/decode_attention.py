@@ -6,14 +6,15 @@ natural grid has batch × kv_heads thread blocks — often far fewer than SMs (r
 * ``flash2`` — one block per (batch, kv head) streams the whole cache.
 * ``flashdecoding`` — split-KV: the cache of each (batch, kv head) is cut into ``splits`` chunks processed by
   separate blocks, then a reduction kernel rescales the partial results by their maxima and sums them.
-  Automatic splits: see :func:`auto_splits`.
+  Automatic splits: FlashAttention-2's own heuristic, see :func:`auto_splits`.
 * ``lean`` — Lean Attention (Sanovar et al. 2024): the (batch, kv head, K/V tile) work units are dealt out
   stream-K style, an equal share to every SM; heads cut across SMs are fixed up by the associative softmax
   reduction.
 
 Memory time: the whole grid cannot beat the HBM bandwidth, and one SM cannot pull more than it keeps in flight
 over the DRAM latency (Little's law): a block streaming the cache keeps one K tile and one V tile
-(block_kv × (d + dv) × s bytes) in flight, so per_sm_bw = that / latency. The busiest SM's bytes over that rate
+(block_kv × (d + dv) × s bytes) in flight, so per_sm_bw = that × the blocks streaming on the SM at once (as many
+as its shared memory and registers hold, at most those dealt to it) / latency. The busiest SM's bytes over that rate
 is a second floor, which is what leaves FlashAttention-2 slow when batch × kv_heads is far below the SM count.
 Without a latency in the YAML an SM is assumed to pull its 1/SMs share. Compute is quantized per SM as in
 flash_attention.
@@ -36,16 +37,39 @@ MAX_SPLITS = 128
 Q_BLOCK_ROWS = {"flash2": 128, "split": 64}
 
 
-def auto_splits(groups, tiles, sms):
-    """Split count by wave efficiency, blocks / (waves × SMs): the smallest count within 85 % of the best
-    efficiency over 1..min(K/V tiles, 128) (the rule FlashAttention-2's split-KV heuristic follows)."""
-    candidates = np.arange(1, MAX_SPLITS + 1).reshape((1,) * np.ndim(groups) + (-1,))
-    groups = np.asarray(groups, dtype=float)[..., None]
-    allowed = candidates <= np.asarray(tiles)[..., None]
-    blocks = groups * candidates
-    efficiency = np.where(allowed, blocks / (np.ceil(blocks / sms) * sms), 0.0)
-    good = efficiency >= 0.85 * efficiency.max(axis=-1, keepdims=True)
-    return np.argmax(good, axis=-1) + 1.0
+# The split-KV heuristic's constants (FlashAttention-2, flash_api.cpp: num_splits_heuristic and
+# set_params_splitkv, which PyTorch's flash SDPA backend also runs): two blocks of its 128-thread split kernel per
+# SM, at most 128 splits, one split when the blocks already fill 80 % of those slots, and the K/V block its split
+# kernel streams (256 keys for head dims up to 64, 128 up to 128, 64 beyond).
+SPLIT_BLOCKS_PER_SM = 2
+SPLIT_FILL_FRACTION = 0.8
+SPLIT_EFFICIENCY_FRACTION = 0.85
+
+
+def split_block_kv(head_dim):
+    """Keys per K/V block of FlashAttention-2's split-KV kernel for a head dim (its kBlockN)."""
+    d = np.asarray(head_dim)
+    return np.select([d <= 64, d <= 128], [256, 128], 64)
+
+
+def auto_splits(units, tiles, sms):
+    """FlashAttention-2's split count for ``units`` = batch x kv heads x 64-row Q blocks over ``tiles`` K/V blocks.
+
+    With slots = 2 blocks per SM x SMs: one split when units >= 0.8 slots; else, over the eligible counts
+    1..min(128, slots, tiles) (a count is eligible when it changes ceil(tiles / count), so no two counts give
+    the same chunks), the wave efficiency w / ceil(w) with w = units x count / slots, and the smallest count
+    within 85 % of the best (flash_api.cpp, num_splits_heuristic)."""
+    units = np.asarray(units, dtype=float)[..., None]
+    tiles = np.asarray(tiles, dtype=float)[..., None]
+    slots = SPLIT_BLOCKS_PER_SM * sms
+    counts = np.arange(1, MAX_SPLITS + 1, dtype=float).reshape((1,) * (units.ndim - 1) + (-1,))
+    allowed = (counts <= np.minimum(slots, tiles)) & (
+        (counts == 1) | (np.ceil(tiles / counts) != np.ceil(tiles / np.maximum(counts - 1, 1))))
+    waves = units * counts / slots
+    efficiency = np.where(allowed, waves / np.ceil(waves), 0.0)
+    good = efficiency >= SPLIT_EFFICIENCY_FRACTION * efficiency.max(axis=-1, keepdims=True)
+    chosen = np.argmax(good & allowed, axis=-1) + 1.0
+    return np.where(units[..., 0] >= SPLIT_FILL_FRACTION * slots, 1.0, chosen)
 
 
 def decode_forward(hw: HardwareSpec, *, batch, heads, kv_heads, seq_kv, head_dim, head_dim_v=None,
@@ -60,7 +84,11 @@ def decode_forward(hw: HardwareSpec, *, batch, heads, kv_heads, seq_kv, head_dim
     g = h // hk                                   # query heads per KV head: rows of the Q tile
     groups = (b * hk).astype(np.float64)
     tiles = np.ceil(n / bkv)
-    split = auto_splits(groups, tiles, sms) if splits is None else np.broadcast_to(np.asarray(splits), groups.shape)
+    if splits is None:
+        units = groups * np.ceil(g / Q_BLOCK_ROWS["split"])
+        split = auto_splits(units, np.ceil(n / split_block_kv(d)), sms)
+    else:
+        split = np.broadcast_to(np.asarray(splits), groups.shape)
     split = np.where(kernel == "flashdecoding", np.minimum(split, tiles), 1)
 
     cache = groups * n * (d + dv) * s
@@ -83,15 +111,21 @@ def decode_forward(hw: HardwareSpec, *, batch, heads, kv_heads, seq_kv, head_dim
     compute_s = busiest_tiles * tile_s
     macs = groups * g * n * (d + dv)
     hbm_bw = hw.dram.bandwidth_bytes_per_s
+    smem, regs = sram_per_block("flash2", rows, bkv, d, dv, s)
+    # blocks one SM holds at once (shared memory and registers); Lean runs one persistent block per SM
+    resident = np.maximum(1, np.minimum(np.floor_divide(hw.level("smem").capacity_bytes, smem),
+                                        np.floor_divide(hw.level("registers").capacity_bytes, regs)))
+    resident = np.where(kernel == "lean", 1, resident)
+    in_flight = np.minimum(resident, np.ceil(blocks / sms))        # blocks streaming on the busiest SM at once
     if hw.dram.latency_ns:
-        per_sm_bw = np.minimum(bkv * (d + dv) * s / (hw.dram.latency_ns * 1e-9), hbm_bw)
+        per_sm_bw = np.minimum(in_flight * bkv * (d + dv) * s / (hw.dram.latency_ns * 1e-9), hbm_bw)
     else:
         per_sm_bw = hbm_bw / sms
     hbm_s = np.maximum(hbm / hbm_bw, hbm * busiest_share / per_sm_bw)
     time_s = np.maximum(compute_s, hbm_s)
-    smem, _ = sram_per_block("flash2", rows, bkv, d, dv, s)
     executed_tiles = groups * tiles                     # every (batch, kv head) K/V tile, padded Q rows included
     return {"time_s": time_s, "bytes_dram": hbm, "flops": 2 * macs, "thread_blocks": blocks,
-            "active_sms": active, "splits": split, "compute_s": compute_s, "hbm_s": hbm_s,
+            "active_sms": active, "splits": split, "blocks_per_sm": resident,
+            "waves": np.ceil(blocks / (sms * resident)), "compute_s": compute_s, "hbm_s": hbm_s,
             "tflops": 2 * macs / time_s / 1e12, "q_block_rows": rows, "smem_bytes_per_block": smem,
             "exp_ops": executed_tiles * rows * (bkv + 1), "other_ops": executed_tiles * (4 * rows * bkv + rows * dv)}

@@ -9,7 +9,7 @@ columns include ``op`` and ``measured_s``; the rest depend on the op. Each op ha
   kernels ``simlib measure`` runs for it: QK, the scale multiply, a 3-pass softmax, PV).
 * ``sdpa``: on a GPU with the attention model's memory levels, the FlashAttention tile model with the kernel a
   backend runs (math: standard; flash and efficient: flash2; cudnn: flash3 where the part supports it; or a kernel
-  name); elsewhere the cascades (math: ``attention-torch-math``, the kernels PyTorch's math backend runs,
+  name; a decode query, seq_q = 1: flash splits the K/V as FlashAttention-2 does, the others run flash2); elsewhere the cascades (math: ``attention-torch-math``, the kernels PyTorch's math backend runs,
   unfused; flash: 1-pass fused).
 * ``gna`` (shape, window, stride, heads, head_dim): the GNA simulator.
 * ``spatial`` (backend = design, model, seq_q, batch): the spatial-array model on the design's hardware.
@@ -128,7 +128,14 @@ def _sdpa(row, hw: HardwareSpec, path) -> float:
                     "seq_kv": _int(row, "seq_kv"), "head_dim": _int(row, "head_dim"), "dtype": row["dtype"],
                     "causal": str(row.get("causal", "false")).lower() == "true", "kernel": kernel}
         if settings["seq_q"] == 1 and kernel != "standard":
+            # PyTorch's flash backend runs FlashAttention-2's mha_fwd, which splits the K/V of a decode query by
+            # its own heuristic (set_params_splitkv) and runs its split kernel when that gives more than one
+            # split; the memory-efficient and cuDNN kernels keep one block per head
             settings["kernel"] = "flash2"
+            if backend == "flash":
+                split = predict_attention(hw, {**settings, "kernel": "flashdecoding"})
+                if split["splits"] > 1:
+                    return split["time_s"]
         return predict_attention(hw, settings)["time_s"]
     if backend == "math":
         return _cascade_attention(row, hw, "attention-torch-math", "unfused")

@@ -85,6 +85,27 @@ def test_unfused_rows_are_predicted_with_the_kernels_measure_runs(tmp_path):
     assert predicted == pytest.approx(expected_bytes / 1e10, rel=1e-3)   # arithmetic: under 1e-4 of it
 
 
+def test_flash_decode_rows_split_the_kv_as_flashattention_2_does(tmp_path):
+    # H200 (132 SMs), head dim 128, 32 heads: batch 1 gives 32 of 264 slots, so PyTorch's flash backend splits the
+    # 32K keys' 256 blocks of 128 (FlashAttention-2's heuristic: 7 splits, the smallest within 85 % of the best
+    # wave efficiency, 224 / 264); batch 8 gives 256 >= 0.8 x 264 slots, one split, the unsplit kernel. The
+    # memory-efficient backend never splits.
+    from simlib.hardware import load_hardware
+    from simlib.models.attention_cli import predict_attention
+    trace = tmp_path / "decode.csv"
+    trace.write_text("# hardware: h200\nop,backend,dtype,batch,heads,seq_q,seq_kv,head_dim,causal,measured_s\n"
+                     "sdpa,flash,bf16,1,32,1,32768,128,false,0.001\nsdpa,flash,bf16,8,32,1,32768,128,false,0.001\n"
+                     "sdpa,efficient,bf16,1,32,1,32768,128,false,0.001\n")
+    table = validate_trace(trace)
+    h200 = load_hardware("h200")
+    shape = dict(heads=32, seq_q=1, seq_kv=32768, head_dim=128, dtype="bf16")
+    split = predict_attention(h200, dict(shape, batch=1, kernel="flashdecoding"))
+    assert split["splits"] == 7
+    unsplit = [predict_attention(h200, dict(shape, batch=b, kernel="flash2"))["time_s"] for b in (8, 1)]
+    assert list(table["predicted_s"]) == pytest.approx([split["time_s"], *unsplit], rel=1e-12)
+    assert split["time_s"] < unsplit[1] / 4          # the split uses all SMs, the unsplit kernel 32 of them
+
+
 def test_every_shipped_trace_is_recorded_and_names_its_hardware():
     traces = {str(p.relative_to(TRACE_DIR)) for p in TRACE_DIR.rglob("*.csv")}
     assert traces == set(RECORDED)

@@ -1,6 +1,9 @@
 """Decode kernels: parallelism by hand (the issue's 132-SM case), split choice, and cache bytes by hand."""
+import math
+
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from simlib.hardware import load_hardware
 from simlib.models.decode_attention import auto_splits, decode_forward
@@ -18,16 +21,36 @@ def test_flash2_decode_uses_at_most_batch_times_kv_heads_sms_and_split_kv_restor
     assert lean["time_s"] <= split["time_s"] * 1.001      # both saturate HBM; lean writes a few more partials
 
 
-def test_auto_splits_by_wave_efficiency_by_hand():
-    # 8 groups on 132 SMs: the best efficiency is 1.0 (33 splits, 264 blocks = 2 full waves); 14 splits give
-    # 112/132 = 0.848 < 0.85, 15 give 120/132 = 0.909: 15 is the smallest within 85 % of the best
-    assert auto_splits(np.array(8.0), np.array(512.0), 132) == 15
-    # 200 groups: the same rule enumerated here independently of the vectorized implementation
-    best = max(200 * k / (np.ceil(200 * k / 132) * 132) for k in range(1, 129))
-    expected = next(k for k in range(1, 129) if 200 * k / (np.ceil(200 * k / 132) * 132) >= 0.85 * best)
-    assert auto_splits(np.array(200.0), np.array(512.0), 132) == expected
-    # never more splits than K/V tiles
+def _fa2_splits(units, n_blocks, sms):
+    """FlashAttention-2's num_splits_heuristic (flash_api.cpp) written out as its loops, scalar by scalar."""
+    slots = 2 * sms
+    if units >= 0.8 * slots:
+        return 1
+    top = min(128, slots, n_blocks)
+    eligible = [k == 1 or math.ceil(n_blocks / k) != math.ceil(n_blocks / (k - 1)) for k in range(1, top + 1)]
+    eff = [(units * k / slots) / math.ceil(units * k / slots) if ok else 0.0
+           for k, ok in zip(range(1, top + 1), eligible)]
+    return next(k for k, ok in zip(range(1, top + 1), eligible) if ok and eff[k - 1] >= 0.85 * max(eff))
+
+
+def test_auto_splits_follow_flashattention_2_heuristic_by_hand():
+    # 8 heads over 512 K/V blocks on 132 SMs (264 slots of two blocks each): efficiency 8k/264 until k = 33,
+    # which, like 66 and 99 (the counts filling whole waves), is not eligible (ceil(512/33) = ceil(512/32) = 16).
+    # The best is 0.97 (k = 32, 64, 128); 85 % of it is 0.824: k = 28 gives 0.848 but repeats 27's 19-block chunks,
+    # so k = 29 (0.879) is the smallest eligible count
+    assert auto_splits(np.array(8.0), np.array(512.0), 132) == 29
+    # 32 heads over 32 blocks: 7 splits (224 of 264 slots, 0.848 >= 0.85 x 0.97; 6 gives 0.727)
+    assert auto_splits(np.array(32.0), np.array(32.0), 132) == 7
+    # 212 units fill 80 % of the 264 slots: one split, however few SMs the grid covers
+    assert auto_splits(np.array(212.0), np.array(4096.0), 132) == 1
+    # never more splits than K/V blocks
     assert auto_splits(np.array(1.0), np.array(4.0), 132) <= 4
+
+
+@settings(max_examples=60, deadline=None)
+@given(units=st.integers(1, 300), n_blocks=st.integers(1, 2048), sms=st.sampled_from([108, 132, 148]))
+def test_auto_splits_match_the_heuristic_loops(units, n_blocks, sms):
+    assert auto_splits(np.array(float(units)), np.array(float(n_blocks)), sms) == _fa2_splits(units, n_blocks, sms)
 
 
 def test_decode_bytes_are_the_cache_plus_partials_by_hand():
@@ -91,3 +114,18 @@ def test_lean_speedup_over_flash2_direction_and_range_at_512k():
                                        "gives no configuration to pin the comparison to")
 def test_lean_speedup_over_flash2_at_512k_size():
     assert _lean_gain(16, 524288) == pytest.approx(8.33, rel=0.30)
+
+
+def test_split_blocks_share_sms_in_one_wave_by_hand():
+    # A100 (108 SMs, 216 slots), batch 1, 8 heads, 64K keys, head dim 128: 512 K/V blocks of 128; 27 splits fill the
+    # slots exactly (eligible: ceil(512/27) = 19 != 20), so 85 % of 1.0 asks for 8k >= 183.6: 23 splits, 184
+    # blocks. A 64-row split block holds Q (64 x 128) and one K/V tile (128 x 256) in bf16 = 81 920 B of shared
+    # memory, so an SM (167 936 B) holds 2: the 184 blocks run in one wave, and the busiest SM streams two at once
+    a100 = load_hardware("a100")
+    r = decode_forward(a100, batch=1, heads=8, kv_heads=8, seq_kv=65536, head_dim=128, kernel="flashdecoding")
+    assert r["splits"] == 23 and r["thread_blocks"] == 184
+    assert r["smem_bytes_per_block"] == 81920 and r["blocks_per_sm"] == 2 and r["waves"] == 1
+    # Little's law per SM: two blocks x 64 KiB of K/V tiles in flight over 330 ns (A100 YAML)
+    busiest_bytes = r["bytes_dram"] * 2 * 23 / (8 * 512)        # 2 blocks of ceil(512/23) = 23 tiles of 8 x 512
+    assert r["hbm_s"] == pytest.approx(max(r["bytes_dram"] / 2.039e12,
+                                           busiest_bytes / (2 * 128 * 256 * 2 / 330e-9)), rel=1e-9)

@@ -16,7 +16,10 @@ DEFAULTS = {"batch": 1, "heads": 16, "kv_heads": None, "seq_q": 4096, "seq_kv": 
             "dropout": False}
 MAX_HEAD_DIM = 256   # largest head dim FlashAttention-2/3 kernels support (their READMEs)
 MAX_BLOCK = 1024     # no tile edge beyond this fits any shipped GPU's shared memory and registers
-MAX_ROW_BLOCKS = 1 << 22
+# 64M tokens: a head's seq_q x seq_kv x (d + dv) x bytes stays below 2^63, and at most 2^22 Q blocks of the
+# smallest tile (16 rows) for the tile model to enumerate
+MAX_SEQ = 1 << 26
+MAX_COUNT = (1 << 31) - 1
 
 
 def _parameters(settings: dict) -> dict:
@@ -25,6 +28,10 @@ def _parameters(settings: dict) -> dict:
                  "block_kv", "splits"):            # the last five default to None: derived or searched
         if params[name] is not None:
             check_positive_int(name, params[name])
+            limit = MAX_SEQ if name.startswith("seq") else MAX_COUNT
+            if params[name] > limit:
+                raise SimlibInputError("--set", name, f"expected at most {limit} (the counts stay exact in 64-bit "
+                                                      f"integers), got {params[name]}")
     for name in ("causal", "backward", "dropout"):
         if not isinstance(params[name], bool):
             raise SimlibInputError("--set", name, f"expected true or false, got {params[name]!r}")
@@ -52,23 +59,21 @@ def _parameters(settings: dict) -> dict:
     if params["seq_q"] == 1:
         _check_decode(params)
     else:
+        if params["splits"] is not None:
+            raise SimlibInputError("--set", "splits", "splits apply to kernel=flashdecoding (seq_q=1)")
         _check_tiles(params)
     return params
 
 
 def _check_tiles(params: dict) -> None:
-    """Given tiles: multiples of 16 (the matrix instructions' tile edge), at least the kernel's smallest Q block
-    (MIN_BLOCK_Q), and few enough row blocks for the tile model to enumerate."""
+    """Given tiles: multiples of 16 (the matrix instructions' tile edge) and at least the kernel's smallest Q
+    block (MIN_BLOCK_Q)."""
     kernel = params["kernel"]
     for name in ("block_q", "block_kv"):
         _check_tile_edge(params, name)
     if params["block_q"] is not None and kernel in MIN_BLOCK_Q and params["block_q"] < MIN_BLOCK_Q[kernel]:
         raise SimlibInputError("--set", "block_q", f"{kernel} runs Q blocks of at least {MIN_BLOCK_Q[kernel]} "
                                                    f"rows, got {params['block_q']}")
-    smallest = params["block_q"] or min(TILE_CHOICES)
-    if -(-params["seq_q"] // smallest) > MAX_ROW_BLOCKS:
-        raise SimlibInputError("--set", "seq_q", f"seq_q={params['seq_q']} gives more than {MAX_ROW_BLOCKS} Q "
-                                                 f"blocks of {smallest} rows, more than the tile model enumerates")
 
 
 def _check_decode(params: dict) -> None:
@@ -82,7 +87,7 @@ def _check_decode(params: dict) -> None:
              [n for n in ("block_q", "efficiency") if params[n] is not None]
     if params["splits"] is not None and kernel != "flashdecoding":
         unused.append("splits")
-    if unused and kernel != "standard":
+    if unused:
         raise SimlibInputError("--set", unused[0], f"not used by the decode kernels (seq_q=1)"
                                                    + (": splits apply to kernel=flashdecoding"
                                                       if unused[0] == "splits" else ""))
@@ -151,21 +156,29 @@ def predict_kernel(hw: HardwareSpec, params: dict, kernel: str) -> dict:
 
 
 def predict_decode(hw: HardwareSpec, params: dict, kernel: str) -> dict:
-    block_kv = params["block_kv"] or 128
+    """One decode kernel; the K/V block defaults to FlashAttention-2's split kernel's for the head dim."""
     r = decode_forward(hw, batch=params["batch"], heads=params["heads"], kv_heads=params["kv_heads"],
                        seq_kv=params["seq_kv"], head_dim=params["head_dim"], head_dim_v=params["head_dim_v"],
-                       dtype=params["dtype"], kernel=kernel, block_kv=block_kv, splits=params["splits"])
+                       dtype=params["dtype"], kernel=kernel, block_kv=params["block_kv"], splits=params["splits"])
     row = {k: np.asarray(v).item() for k, v in r.items()}
-    if row["smem_bytes_per_block"] > hw.level("smem").capacity_bytes:
-        raise SimlibInputError("--set", "block_kv", f"tiles do not fit on {hw.name}: one {kernel} block needs "
-                                                    f"{row['smem_bytes_per_block']:.0f} B of shared memory (an SM "
-                                                    f"has {hw.level('smem').capacity_bytes:.0f} B)")
+    block_kv = int(row["block_kv"])
+    for level, field in (("smem", "smem_bytes_per_block"), ("registers", "register_bytes_per_block")):
+        if row[field] > hw.level(level).capacity_bytes:
+            what = "shared memory" if level == "smem" else "registers"
+            raise SimlibInputError("--set", "block_kv", f"tiles do not fit on {hw.name}: one {kernel} block of "
+                                                        f"{block_kv} keys needs {row[field]:.0f} B of {what} (an "
+                                                        f"SM has {hw.level(level).capacity_bytes:.0f} B)")
+    if params["splits"] is not None and params["splits"] > -(-params["seq_kv"] // block_kv):
+        raise SimlibInputError("--set", "splits", f"{params['splits']} splits of seq_kv={params['seq_kv']}: "
+                                                  f"expected at most its {-(-params['seq_kv'] // block_kv)} K/V "
+                                                  f"blocks of {block_kv} keys")
     return {"kernel": kernel, "hardware": hw.name, "time_s": row["time_s"], "flops": row["flops"],
             "bytes": {"dram": row["bytes_dram"]}, "tflops": row["tflops"],
             "waves": int(row["waves"]), "blocks_per_sm": int(row["blocks_per_sm"]),
             "thread_blocks": row["thread_blocks"], "active_sms": int(row["active_sms"]),
             "splits": int(row["splits"]), "block_q": int(row["q_block_rows"]), "block_kv": block_kv,
-            "smem_bytes_per_block": row["smem_bytes_per_block"], "exp_ops": row["exp_ops"],
+            "smem_bytes_per_block": row["smem_bytes_per_block"],
+            "register_bytes_per_block": row["register_bytes_per_block"], "exp_ops": row["exp_ops"],
             "other_ops": row["other_ops"], "bound": "hbm" if row["hbm_s"] >= row["compute_s"] else "compute"}
 
 

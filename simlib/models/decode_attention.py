@@ -58,55 +58,82 @@ def auto_splits(units, tiles, sms):
     With slots = 2 blocks per SM x SMs: one split when units >= 0.8 slots; else, over the eligible counts
     1..min(128, slots, tiles) (a count is eligible when it changes ceil(tiles / count), so no two counts give
     the same chunks), the wave efficiency w / ceil(w) with w = units x count / slots, and the smallest count
-    within 85 % of the best (flash_api.cpp, num_splits_heuristic)."""
+    within 85 % of the best (flash_api.cpp, num_splits_heuristic). The efficiencies are single-precision floats
+    there, compared against 0.85 x the best in double precision; so here, so that ties fall the same way."""
     units = np.asarray(units, dtype=float)[..., None]
     tiles = np.asarray(tiles, dtype=float)[..., None]
     slots = SPLIT_BLOCKS_PER_SM * sms
     counts = np.arange(1, MAX_SPLITS + 1, dtype=float).reshape((1,) * (units.ndim - 1) + (-1,))
     allowed = (counts <= np.minimum(slots, tiles)) & (
         (counts == 1) | (np.ceil(tiles / counts) != np.ceil(tiles / np.maximum(counts - 1, 1))))
-    waves = units * counts / slots
-    efficiency = np.where(allowed, waves / np.ceil(waves), 0.0)
+    waves = (units * counts).astype(np.float32) / np.float32(slots)
+    efficiency = np.where(allowed, waves / np.ceil(waves), np.float32(0.0)).astype(np.float64)
     good = efficiency >= SPLIT_EFFICIENCY_FRACTION * efficiency.max(axis=-1, keepdims=True)
     chosen = np.argmax(good & allowed, axis=-1) + 1.0
-    return np.where(units[..., 0] >= SPLIT_FILL_FRACTION * slots, 1.0, chosen)
+    filled = units[..., 0].astype(np.float32) >= np.float32(SPLIT_FILL_FRACTION) * np.float32(slots)
+    return np.where(filled, 1.0, chosen)
+
+
+def _check_decode_inputs(kernel, sizes: dict, splits) -> None:
+    """Positive sizes, a known kernel, and splits (when given) positive: the Python API's checks, as the CLI's."""
+    for name, value in sizes.items():
+        if np.any(value <= 0):
+            raise SimlibInputError("--set", name, f"expected a positive integer, got {np.min(value)}")
+    if splits is not None and np.any(np.asarray(splits) <= 0):
+        raise SimlibInputError("--set", "splits", f"expected a positive integer, got {np.min(splits)}")
+    unknown = sorted(set(np.unique(kernel).tolist()) - set(DECODE_KERNELS))
+    if unknown:
+        raise SimlibInputError("--set", "kernel", f"unknown decode kernel {unknown[0]!r} (expected one of: "
+                                                  f"{', '.join(DECODE_KERNELS)})")
 
 
 def decode_forward(hw: HardwareSpec, *, batch, heads, kv_heads, seq_kv, head_dim, head_dim_v=None,
-                   dtype="bf16", kernel="flashdecoding", block_kv=128, splits=None) -> dict[str, np.ndarray]:
+                   dtype="bf16", kernel="flashdecoding", block_kv=None, splits=None) -> dict[str, np.ndarray]:
+    """Predict one decode step; every numeric argument may be a numpy array. ``block_kv`` defaults to the K/V
+    block of FlashAttention-2's split kernel for the head dim (:func:`split_block_kv`); ``splits`` (flashdecoding)
+    to FlashAttention-2's heuristic (:func:`auto_splits`).
+
+    The g = heads / kv_heads query rows of a (batch, kv head) fill Q blocks of Q_BLOCK_ROWS rows (more than one
+    when g exceeds it, FlashAttention-2's grid of Q blocks x splits x batch x kv heads); the Q blocks of one KV
+    head run side by side and share its cache through L2, so the cache leaves HBM once."""
     head_dim_v = head_dim if head_dim_v is None else head_dim_v
+    block_kv = split_block_kv(head_dim) if block_kv is None else block_kv
     b, h, hk, n, d, dv, bkv, kernel = (np.asarray(a) for a in np.broadcast_arrays(
         batch, heads, kv_heads, seq_kv, head_dim, head_dim_v, block_kv, np.asarray(kernel)))
+    _check_decode_inputs(kernel, {"batch": b, "heads": h, "kv_heads": hk, "seq_kv": n, "head_dim": d,
+                                  "head_dim_v": dv, "block_kv": bkv}, splits)
     if np.any(h % hk):
         raise SimlibInputError("--set", "kv_heads", "kv_heads must divide heads")
     s = dtype_bytes(dtype)
     sms = hw.processors.count
-    g = h // hk                                   # query heads per KV head: rows of the Q tile
+    g = h // hk                                   # query heads per KV head: rows of its Q blocks
     groups = (b * hk).astype(np.float64)
     tiles = np.ceil(n / bkv)
+    # every tile runs the matrix instructions on a whole Q block, padded rows included (Q_BLOCK_ROWS)
+    rows = np.where(kernel == "flash2", Q_BLOCK_ROWS["flash2"], Q_BLOCK_ROWS["split"])
+    units = groups * np.ceil(g / rows)            # (batch, kv head, Q block) triples
     if splits is None:
-        units = groups * np.ceil(g / Q_BLOCK_ROWS["split"])
-        split = auto_splits(units, np.ceil(n / split_block_kv(d)), sms)
+        split = auto_splits(groups * np.ceil(g / Q_BLOCK_ROWS["split"]), np.ceil(n / split_block_kv(d)), sms)
     else:
         split = np.broadcast_to(np.asarray(splits), groups.shape)
     split = np.where(kernel == "flashdecoding", np.minimum(split, tiles), 1)
 
     cache = groups * n * (d + dv) * s
-    partials = groups * split * g * (dv * 4 + 2 * STATS_BYTES)          # fp32 partial O, max, sum
-    lean_units = groups * tiles
-    lean_partials = np.minimum(sms, lean_units) * g * (dv * 4 + 2 * STATS_BYTES)
+    # fp32 partial O, max and sum per real query row and split, written and read back by the combine kernel;
+    # FlashAttention-2 runs its unsplit kernel, with no partials, when the heuristic gives one split
+    partials = np.where(split > 1, groups * split * g * (dv * 4 + 2 * STATS_BYTES), 0)
+    lean_units = units * tiles
+    lean_partials = np.minimum(sms, lean_units) * np.minimum(g, rows) * (dv * 4 + 2 * STATS_BYTES)
     extra = np.select([kernel == "flashdecoding", kernel == "lean"], [2 * partials, 2 * lean_partials], 0)
     hbm = cache + groups * g * (d + dv) * s + extra                      # plus q read and o written
 
-    blocks = np.where(kernel == "lean", np.minimum(sms, lean_units), groups * split)
+    blocks = np.where(kernel == "lean", np.minimum(sms, lean_units), units * split)
     active = np.minimum(blocks, sms)
     # K/V tiles on the busiest SM: flash2 / flashdecoding deal whole blocks, lean deals tiles evenly
     tiles_per_block = np.where(kernel == "flashdecoding", np.ceil(tiles / split), tiles)
     busiest_tiles = np.where(kernel == "lean", np.ceil(lean_units / sms),
                              np.ceil(blocks / sms) * tiles_per_block)
     busiest_share = busiest_tiles / lean_units
-    # every tile runs the matrix instructions on a whole Q block, padded rows included (Q_BLOCK_ROWS)
-    rows = np.maximum(g, np.select([kernel == "flash2"], [Q_BLOCK_ROWS["flash2"]], Q_BLOCK_ROWS["split"]))
     tile_s = tile_seconds(hw, dtype, "flash2", rows, bkv, d, dv)
     compute_s = busiest_tiles * tile_s
     macs = groups * g * n * (d + dv)
@@ -123,9 +150,10 @@ def decode_forward(hw: HardwareSpec, *, batch, heads, kv_heads, seq_kv, head_dim
         per_sm_bw = hbm_bw / sms
     hbm_s = np.maximum(hbm / hbm_bw, hbm * busiest_share / per_sm_bw)
     time_s = np.maximum(compute_s, hbm_s)
-    executed_tiles = groups * tiles                     # every (batch, kv head) K/V tile, padded Q rows included
+    q_rows = units * rows                               # Q rows computed, padded ones included
     return {"time_s": time_s, "bytes_dram": hbm, "flops": 2 * macs, "thread_blocks": blocks,
             "active_sms": active, "splits": split, "blocks_per_sm": resident,
             "waves": np.ceil(blocks / (sms * resident)), "compute_s": compute_s, "hbm_s": hbm_s,
-            "tflops": 2 * macs / time_s / 1e12, "q_block_rows": rows, "smem_bytes_per_block": smem,
-            "exp_ops": executed_tiles * rows * (bkv + 1), "other_ops": executed_tiles * (4 * rows * bkv + rows * dv)}
+            "tflops": 2 * macs / time_s / 1e12, "q_block_rows": rows, "block_kv": bkv,
+            "smem_bytes_per_block": smem, "register_bytes_per_block": regs,
+            "exp_ops": q_rows * (n + tiles), "other_ops": q_rows * (4 * n + dv * tiles)}

@@ -192,6 +192,10 @@ def attention_forward(hw: HardwareSpec, *, batch, heads, seq_q, seq_kv, head_dim
             raise SimlibInputError("--set", name, f"expected a positive integer, got {value.min()}")
     if np.any(h % hk):
         raise SimlibInputError("--set", "kv_heads", "kv_heads must divide heads")
+    unknown = sorted(set(np.unique(kernel_arr).tolist()) - set(KERNELS))
+    if unknown:
+        raise SimlibInputError("--set", "kernel", f"unknown kernel {unknown[0]!r} (expected one of: "
+                                                  f"{', '.join(KERNELS)})")
     if np.any(causal.astype(bool) & (nq > nkv)):
         raise SimlibInputError("--set", "seq_q", "causal attention needs seq_q <= seq_kv")
     s = dtype_bytes(dtype)
@@ -240,7 +244,7 @@ def attention_forward(hw: HardwareSpec, *, batch, heads, seq_q, seq_kv, head_dim
         io = s * 2 * (nq * d + nkv * d + nkv * dv)
         standard_bytes = standard_bytes + io + s * 2 * nq * dv + s * nq * nkv * (7 + 2 * int(bool(dropout)))
         flash1_bytes = (flash1_bytes + 2 * s * nkv * (d + dv)
-                        + t.q_rows_read * (2 * s * d + s * dv + 2 * STATS_BYTES + 2 * ACCUMULATOR_BYTES * d)
+                        + t.q_rows_read * (s * d + 2 * s * dv + 2 * STATS_BYTES + 2 * ACCUMULATOR_BYTES * d)
                         + nq * d * (ACCUMULATOR_BYTES + s))
         flash2_bytes = (flash2_bytes + 2 * s * nq * dv + STATS_BYTES * nq + 2 * s * nkv * (d + dv)
                         + t.q_rows_read * (s * d + s * dv + 2 * STATS_BYTES + 2 * ACCUMULATOR_BYTES * d)

@@ -213,7 +213,15 @@ def test_cli_bad_attention_input(setting, fragment):
      "needs 458752 B of registers (an SM has 262144 B)"),          # 4(256*256 + 256*64) + 2*256*256
     (["--set", "kernel=flash3", "--set", "block_q=64"], "at least 128 rows"),
     (["--set", "block_q=100"], "multiple of 16"),
-    (["--set", "seq=1000000000"], "more than 4194304 Q blocks"),
+    (["--set", "seq=1000000000"], "seq_q: expected at most 67108864"),
+    (["--set", "seq_q=1", "--set", "heads=99999999999999999999999", "--set", "kv_heads=1"],
+     "heads: expected at most 2147483647"),
+    (["--set", "splits=4"], "splits apply to kernel=flashdecoding (seq_q=1)"),
+    (["--set", "seq_q=1", "--set", "kernel=standard", "--set", "splits=4"], "splits apply to kernel=flashdecoding"),
+    (["--set", "seq_q=1", "--set", "kernel=flashdecoding", "--set", "splits=4", "--set", "seq_kv=100"],
+     "expected at most its 1 K/V blocks of 128 keys"),
+    (["--set", "seq_q=1", "--set", "head_dim=64", "--set", "block_kv=512"],
+     "needs 425984 B of registers"),                               # 4 (128 * 512 + 128 * 64) + 2 * 128 * 512
     (["--set", "seq_q=1", "--set", "kernel=flashdecoding", "--set", "backward=true"], "backward: not used"),
     (["--set", "seq_q=1", "--set", "kernel=flash2", "--set", "efficiency=0.5"], "efficiency: not used"),
     (["--set", "seq_q=1", "--set", "kernel=lean", "--set", "splits=4"], "splits apply to kernel=flashdecoding"),
@@ -272,6 +280,17 @@ def test_backward_bytes_and_macs_by_hand():
     std = fwd(TINY, seq_q=n, seq_kv=n, kernel="standard")
     std_both = fwd(TINY, seq_q=n, seq_kv=n, kernel="standard", backward=True)
     assert std_both["bytes_dram"] - std["bytes_dram"] == s * (2 * 3 * n * d + 2 * n * d + 7 * n * n)
+
+
+def test_flash1_backward_bytes_with_unequal_head_dims_by_hand():
+    # flash1 (Dao et al. 2022, Algorithm 4), d = 128, dv = 64, 64 x 64 tiles: K, V read and dK, dV written once;
+    # per visited tile the Q block's Q (d), O and dO (dv each), l and m read and dQ accumulated in fp32 (read +
+    # write); then dQ converted (fp32 read, dtype written)
+    n, d, dv, s, b = 512, 128, 64, 2, 64
+    args = dict(seq_q=n, seq_kv=n, head_dim=d, head_dim_v=dv, kernel="flash1", block_q=b, block_kv=b)
+    rows = (n // b) * n                                    # Q rows streamed, summed over visited tiles
+    backward = 2 * s * n * (d + dv) + rows * (s * d + 2 * s * dv + 8 + 8 * d) + n * d * (4 + s)
+    assert fwd(TINY, backward=True, **args)["bytes_dram"] - fwd(TINY, **args)["bytes_dram"] == backward
 
 
 def _figure2_rows():

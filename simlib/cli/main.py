@@ -314,21 +314,23 @@ def validate(name: str = typer.Argument(..., help="A trace file (CSV or Parquet)
         else:
             raise SimlibInputError(None, "validate", f"unknown validation set {name!r} (expected a trace file, "
                                                      f"all, {', '.join(tables)})")
+        labels = {path: _trace_label(path, paths, TRACE_DIR) for path in paths}
         if paths:
             parts = []
             for path in paths:
                 part = validate_trace(path, hardware)
-                part.insert(0, "trace", path.stem)
+                part = part.drop(columns="trace", errors="ignore")     # a trace written by validate --out has one
+                part.insert(0, "trace", labels[path])
                 parts.append(part)
             table = pd.concat(parts, ignore_index=True)
+        # a named set is a shipped trace read through its own table; its errors CSV and plots come from that trace
+        rows = table if paths else validate_trace(TRACE_DIR / named[name].TRACE, hardware).assign(trace=name)
         if out:
-            table.to_csv(out, index=False)
+            rows.to_csv(out, index=False)
         drawn = []
         if not no_report:
-            # a named set is a shipped trace read through its own table; its plots come from that trace
-            plotted = table if paths else validate_trace(TRACE_DIR / named[name].TRACE, hardware).assign(trace=name)
-            drawn = [p for stem in plotted["trace"].unique()
-                     for p in trace_plots(plotted[plotted["trace"] == stem], report, stem)]
+            drawn = [p for label in rows["trace"].unique()
+                     for p in trace_plots(rows[rows["trace"] == label], report, label.replace("/", "_"))]
     if json_out:
         typer.echo(to_json(table.to_dict(orient="records")))
         return
@@ -336,8 +338,8 @@ def validate(name: str = typer.Argument(..., help="A trace file (CSV or Parquet)
         shown = [c for c in ("trace", "op", "backend", "dtype", "batch", "heads", "seq_q", "seq_kv", "head_dim", "m",
                              "n", "k", "measured_s", "predicted_s", "error") if c in table.columns]
         print_tables([frame_table(f"{name}: predicted vs measured", table[shown])])
-        summary = pd.concat(
-            [mape_by_group(table[table["trace"] == p.stem]).assign(trace=p.stem) for p in paths], ignore_index=True)
+        summary = pd.concat([mape_by_group(table[table["trace"] == labels[p]]).assign(trace=labels[p])
+                             for p in paths], ignore_index=True)
         print_tables([frame_table("MAPE per op and backend", summary[["trace", *summary.columns[:-1]]])])
         heavy = compute_bound_half(table)
         for trace in table["trace"].unique():
@@ -353,6 +355,19 @@ def validate(name: str = typer.Argument(..., help="A trace file (CSV or Parquet)
                f"median |error| {table['error'].abs().median():.1%}")
     if drawn:
         typer.echo(f"plots: {', '.join(str(p) for p in drawn)}")
+
+
+def _trace_label(path, paths, trace_dir) -> str:
+    """A trace's name in tables and plot files: its stem, or its path under ``traces/`` (without the suffix)
+    when two of the traces validated together share a stem."""
+    from pathlib import Path
+    path = Path(path)
+    if sum(Path(p).stem == path.stem for p in paths) == 1:
+        return path.stem
+    try:
+        return str(path.resolve().relative_to(Path(trace_dir).resolve()).with_suffix(""))
+    except ValueError:
+        return str(path.with_suffix(""))
 
 
 @app.command()

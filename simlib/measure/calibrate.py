@@ -19,7 +19,8 @@ import numpy as np
 import yaml
 
 from simlib.errors import SimlibInputError
-from simlib.measure.runner import _cpu_name, _dtype, _time, _torch, pin_malloc_threshold, shift_heap
+from simlib.measure.runner import (_cpu_name, _dtype, _time, _torch, check_writable, pin_malloc_threshold,
+                                   shift_heap)
 
 
 def _median_seconds(torch, fn, device: str, repeats: int) -> float:
@@ -169,6 +170,7 @@ def write_calibrated_yaml(torch, device: str, measured: dict, out: str | Path, n
 
 def calibrate(out: str | Path, name: str | None = None, quick: bool = False, echo=print) -> dict:
     """Measure and write the YAML; returns the measured figures."""
+    check_writable(Path(out), "--out", (".yaml", ".yml"), "hardware YAML")
     torch = _torch()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     threshold = pin_malloc_threshold() if device == "cpu" else None

@@ -43,18 +43,18 @@ class _SdpaAxes(_Strict):
 
 
 class AttentionAxes(_SdpaAxes):
-    seq: list[StrictInt] | None = None
-    seq_q: list[StrictInt] | None = None
-    seq_kv: list[StrictInt] | None = None
+    seq: list[StrictInt] | None = Field(default=None, min_length=1)
+    seq_q: list[StrictInt] | None = Field(default=None, min_length=1)
+    seq_kv: list[StrictInt] | None = Field(default=None, min_length=1)
     causal: list[bool] = Field(default_factory=lambda: [False], min_length=1)
 
 
 class GemmAxes(_Strict):
     dtype: list[Literal["fp32", "fp16", "bf16", "fp8"]] = Field(default_factory=lambda: ["fp32"], min_length=1)
-    size: list[StrictInt] | None = None
-    m: list[StrictInt] | None = None
-    n: list[StrictInt] | None = None
-    k: list[StrictInt] | None = None
+    size: list[StrictInt] | None = Field(default=None, min_length=1)
+    m: list[StrictInt] | None = Field(default=None, min_length=1)
+    n: list[StrictInt] | None = Field(default=None, min_length=1)
+    k: list[StrictInt] | None = Field(default=None, min_length=1)
 
 
 class DecodeAxes(_SdpaAxes):
@@ -79,6 +79,9 @@ class MeasureGrid(_Strict):
 
 
 LIST_FIELDS = {"attention": AttentionAxes, "gemm": GemmAxes, "decode": DecodeAxes}
+# a square size and its per-dimension lists say the same thing two ways: a flag giving one form replaces the
+# file's other form, and a grid giving both is refused
+ALTERNATIVES = {"attention": ("seq", ("seq_q", "seq_kv")), "gemm": ("size", ("m", "n", "k"))}
 
 
 def settings_to_grid(settings: dict) -> dict:
@@ -108,9 +111,20 @@ def load_grid(path: str | Path | None = None, settings: dict | None = None) -> M
     data = load_yaml_file(Path(path)) if path is not None else {}
     for section, value in settings_to_grid(settings or {}).items():
         if isinstance(value, dict) and isinstance(data.get(section), dict):
-            data[section] = {**data[section], **value}
+            kept = dict(data[section])
+            square, split = ALTERNATIVES.get(section, (None, ()))
+            if square in value:
+                kept = {k: v for k, v in kept.items() if k not in split}
+            elif any(k in value for k in split):
+                kept.pop(square, None)
+            data[section] = {**kept, **value}
         else:
             data[section] = value
+    for section, (square, split) in ALTERNATIVES.items():
+        given = data.get(section)
+        if isinstance(given, dict) and given.get(square) is not None and any(given.get(k) is not None
+                                                                            for k in split):
+            raise SimlibInputError(source, f"{section}.{square}", f"give {square} or {', '.join(split)}, not both")
     try:
         grid = MeasureGrid.model_validate(data)
     except ValidationError as exc:

@@ -179,19 +179,25 @@ def check_backends(torch, cases: list[dict], device: str, source: str = "grid") 
                                                                   f"on {device} for {dtype}") from None
 
 
-def check_output(out: Path) -> None:
-    """The trace path must be a file we can write (its folder is created): checked before measuring."""
-    if out.suffix not in (".csv", ".parquet"):
-        raise SimlibInputError(str(out), "--out", "expected a .csv or .parquet trace file")
+def check_writable(out: Path, option: str, suffixes: tuple[str, ...], what: str) -> None:
+    """``out`` must be a file of one of ``suffixes`` that we can write (its folder is created): checked before
+    anything is measured, so a bad path costs no measuring time."""
+    if out.suffix not in suffixes:
+        raise SimlibInputError(str(out), option, f"expected a {' or '.join(suffixes)} {what} file")
     if out.is_dir():
-        raise SimlibInputError(str(out), "--out", "is a folder; expected a trace file")
+        raise SimlibInputError(str(out), option, f"is a folder; expected a {what} file")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         probe = out.with_name(out.name + ".partial")
         probe.touch()
         probe.unlink()
     except OSError as exc:
-        raise SimlibInputError(str(out), "--out", f"cannot write the trace there: {exc.strerror or exc}") from None
+        raise SimlibInputError(str(out), option, f"cannot write the {what} there: {exc.strerror or exc}") from None
+
+
+def check_output(out: Path) -> None:
+    """The trace path: a .csv or .parquet file we can write."""
+    check_writable(out, "--out", (".csv", ".parquet"), "trace")
 
 
 def _write_trace(out: Path, header: list[str], cases: list[dict], times: dict[int, list[float]], facts: dict,
@@ -260,6 +266,9 @@ def measure(grid: MeasureGrid, out: str | Path, hardware: str, profile: bool = F
     if hardware is not None:
         from simlib.hardware.catalog import load_hardware_beside
         load_hardware_beside(out, hardware)                 # as validate will look it up
+        if not (out.parent / hardware).is_file() and Path(hardware).is_file():
+            # a file given from here: recorded from the trace's folder, so validate finds it from anywhere
+            hardware = os.path.relpath(Path(hardware).resolve(), out.resolve().parent)
     check_backends(torch, cases, device, grid.source_file)
     facts = device_facts(torch, device)
     threshold = pin_malloc_threshold() if device == "cpu" else None
@@ -269,10 +278,7 @@ def measure(grid: MeasureGrid, out: str | Path, hardware: str, profile: bool = F
     if calibrate_out is not None:
         from simlib.measure.calibrate import calibration_probes, write_from_seconds
         calibrate_out = Path(calibrate_out)
-        try:
-            calibrate_out.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise SimlibInputError(str(calibrate_out), None, f"cannot create its folder: {exc}") from None
+        check_writable(calibrate_out, "--calibrate", (".yaml", ".yml"), "hardware YAML")
         probes = calibration_probes(torch, device)
         hardware = os.path.relpath(calibrate_out.resolve(), out.resolve().parent)
     header = ["simlib trace: measured with simlib measure", f"hardware: {hardware}",
@@ -281,6 +287,14 @@ def measure(grid: MeasureGrid, out: str | Path, hardware: str, profile: bool = F
     times: dict[int, list[float]] = {}
     probe_times: list[list[float]] = [[] for _ in probes]
     order = np.random.default_rng(0)
+
+    def write_calibration():
+        """The hardware YAML from the probe runs so far (after each round, and when a run stops early, so that
+        the rows kept have the YAML the trace names)."""
+        if probes and all(probe_times):
+            write_from_seconds(torch, device, probes, [float(np.median(t)) for t in probe_times], threshold,
+                               calibrate_out, echo=echo,
+                               prefix=f"calibration ({len(probe_times[0])} runs per probe): ")
     try:
         for round_number in range(1, grid.rounds + 1):
             visit = range(len(cases)) if grid.rounds == 1 else order.permutation(len(cases))
@@ -294,19 +308,18 @@ def measure(grid: MeasureGrid, out: str | Path, hardware: str, profile: bool = F
                 except (RuntimeError, TypeError) as exc:
                     kept = (f"the {len(times)} rows before it are kept" if round_number == 1 else
                             f"the {len(times)} rows of the rounds before are kept")
+                    write_calibration()
                     raise SimlibInputError(str(out), case["op"], f"case {index + 1} ({case}) failed: "
                                                                  f"{str(exc).splitlines()[0]}; {kept}") from None
                 times.setdefault(int(index), []).extend(sample.tolist())
                 _write_trace(out, header, cases, times, facts, hardware)
                 echo(f"[{round_number}/{grid.rounds}: {index + 1}/{len(cases)}] {case['op']} {case['backend']} "
                      f"{case['dtype']}: {np.median(sample) * 1e3:.3f} ms")
-            if probes:
-                write_from_seconds(torch, device, probes, [float(np.median(t)) for t in probe_times], threshold,
-                                   calibrate_out, echo=echo,
-                                   prefix=f"calibration ({len(probe_times[0])} runs per probe): ")
+            write_calibration()
     except KeyboardInterrupt:
+        write_calibration()
         echo(f"interrupted: {len(times)} rows kept in {out}"
-             + (f"; {calibrate_out} is written after each round" if probes else ""))
+             + (f"; {calibrate_out} written from the probe runs so far" if probes else ""))
         raise
     if profile:
         chrome = out.with_suffix(".trace.json")

@@ -31,6 +31,7 @@ from simlib.hardware.catalog import load_hardware_beside
 from simlib.hardware.schema import HardwareSpec
 from simlib.models.attention_cli import KERNELS, predict_attention, supported_kernels
 from simlib.models.gna import predict_gna
+from simlib.models.gna_cli import gna_parameters
 from simlib.models.spatial_cli import run_design
 
 TRACE_DIR = PROJECT_ROOT / "traces"
@@ -57,16 +58,16 @@ def read_trace(path: str | Path) -> tuple[dict, pd.DataFrame]:
     for number, (op, seconds) in enumerate(zip(table["op"], measured), start=1):
         if not isinstance(op, str) or not op.strip():
             raise SimlibInputError(str(path), f"row {number}", "expected an op name in the op column")
-        if not seconds > 0:
-            raise SimlibInputError(str(path), f"row {number}", f"measured_s: expected a positive time in "
-                                                               f"seconds, got {table['measured_s'][number - 1]}")
+        if not (seconds > 0 and math.isfinite(seconds)):
+            raise SimlibInputError(str(path), f"row {number}", f"measured_s: expected a positive, finite time "
+                                                               f"in seconds, got {table['measured_s'][number - 1]}")
     table["measured_s"] = measured
     return meta, table
 
 
 def _read_csv(path: Path) -> tuple[dict, pd.DataFrame]:
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise SimlibInputError(str(path), None, f"cannot read the trace as CSV text: {exc}") from None
     meta = {}
@@ -90,8 +91,8 @@ def _read_parquet(path: Path) -> tuple[dict, pd.DataFrame]:
         table = pq.read_table(path)
     except (OSError, pyarrow.ArrowException) as exc:
         raise SimlibInputError(str(path), None, f"cannot read the trace as Parquet: {exc}") from None
-    meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()
-            if not k.startswith(b"pandas")}
+    meta = {k.decode(errors="replace"): v.decode(errors="replace")
+            for k, v in (table.schema.metadata or {}).items() if not k.startswith(b"pandas")}
     return meta, table.to_pandas()
 
 
@@ -108,7 +109,11 @@ def _int(row, name):
 
 
 def _cascade_attention(row, hw: HardwareSpec, workload: str, execution: str) -> float:
-    """The cascade's roofline; the 1-pass cascade streams K/V in blocks of up to 256 keys that divide seq_kv."""
+    """The cascade's roofline; the 1-pass cascade streams K/V in blocks of up to 256 keys that divide seq_kv.
+    The cascades count every score, so a causal row is refused rather than predicted as the full matrix."""
+    if "causal" in row and is_true([row["causal"]])[0]:
+        raise SimlibInputError(None, "causal", f"causal rows are predicted on GPUs by the attention model only; "
+                                               f"the {workload} cascade on {hw.name} counts every score")
     extra = {"block_kv": math.gcd(_int(row, "seq_kv"), 256)} if workload == "attention-1pass" else {}
     return predict(workload, hw, batch=_int(row, "batch"), heads=_int(row, "heads"), seq_q=_int(row, "seq_q"),
                    seq_kv=_int(row, "seq_kv"), head_dim=_int(row, "head_dim"), head_dim_v=_int(row, "head_dim"),
@@ -145,9 +150,10 @@ def _sdpa(row, hw: HardwareSpec, path) -> float:
 
 
 def _gna(row, hw: HardwareSpec, path) -> float:
-    sizes = {k: tuple(int(x) for x in str(row[k]).split("x")) for k in ("shape", "window", "stride")}
-    return predict_gna(hw, **sizes, heads=_int(row, "heads"), head_dim=_int(row, "head_dim"),
-                       dtype=row.get("dtype", "bf16"))["time_s"]
+    """The GNA simulator, with the checks ``simlib predict gna`` applies to its settings."""
+    settings = {k: str(row[k]) for k in ("shape", "window", "stride")}
+    settings.update(heads=_int(row, "heads"), head_dim=_int(row, "head_dim"), dtype=row.get("dtype", "bf16"))
+    return predict_gna(hw, **gna_parameters(hw, settings))["time_s"]
 
 
 def _spatial(row, hw: HardwareSpec, path) -> float:
@@ -182,9 +188,13 @@ def validate_trace(path: str | Path, hardware: str | None = None) -> pd.DataFram
             cache[name] = load_hardware_beside(path, name)
         try:
             predicted.append(PREDICTORS[row["op"]](row, cache[name], path))
-        except (KeyError, ValueError, TypeError) as exc:
-            if isinstance(exc, SimlibInputError):
+        except SimlibInputError as exc:
+            if exc.source == str(path):
                 raise
+            # an error of the model the row reaches: name the trace and row, and the field as the model did
+            raise SimlibInputError(str(path), f"row {number}", f"{row['op']}: "
+                                   + ": ".join(p for p in (exc.field, exc.message) if p)) from None
+        except (KeyError, ValueError, TypeError) as exc:
             raise SimlibInputError(str(path), f"row {number}", f"{row['op']} needs a value here: {exc}") from None
     table["predicted_s"] = predicted
     table["error"] = table["predicted_s"] / table["measured_s"] - 1
@@ -211,11 +221,10 @@ def arithmetic_intensity(table: pd.DataFrame) -> np.ndarray:
     elements = np.full(len(table), np.nan)
     cols = set(table.columns)
     if {"m", "n", "k"} <= cols:
-        m, n, k = (table[c].to_numpy(dtype=float) for c in ("m", "n", "k"))
+        m, n, k = _numbers(table, "m", "n", "k")
         elements = np.where(table["op"] == "gemm", m * k + k * n + m * n, elements)
     if {"batch", "heads", "seq_q", "seq_kv", "head_dim"} <= cols:
-        b, h, sq, skv, d = (table[c].to_numpy(dtype=float) for c in ("batch", "heads", "seq_q", "seq_kv",
-                                                                     "head_dim"))
+        b, h, sq, skv, d = _numbers(table, "batch", "heads", "seq_q", "seq_kv", "head_dim")
         prefill = table["op"].isin(["sdpa", "attention_unfused"]).to_numpy() & (sq > 1)
         elements = np.where(prefill, b * h * (2 * sq * d + 2 * skv * d), elements)
     if "causal" in cols:
@@ -235,20 +244,42 @@ def compute_bound_half(table: pd.DataFrame) -> np.ndarray:
     return (intensity >= intensity.groupby(groups).transform("median")).to_numpy()   # NaN rows: never chosen
 
 
+def _numbers(table: pd.DataFrame, *names: str) -> list[np.ndarray]:
+    """Columns as floats; a cell an op does not use may hold filler text, which becomes NaN."""
+    return [pd.to_numeric(table[name], errors="coerce").to_numpy(dtype=float) for name in names]
+
+
+def _tokens(values: pd.Series) -> np.ndarray:
+    """Elements of a GNA layout written as ``32768`` or ``16x16x16``; NaN where it is not one."""
+    def product(text):
+        try:
+            return float(math.prod(int(x) for x in str(text).split("x")))
+        except ValueError:
+            return np.nan
+    return values.map(product).to_numpy(dtype=float)
+
+
 def size_of(table: pd.DataFrame) -> np.ndarray:
-    """A size per row for the error-vs-size plot: FLOPs of the op's matmuls where the columns allow it."""
+    """A size per row for the error-vs-size plot: FLOPs of the op's matmuls where the columns allow it (GNA:
+    4 x heads x tokens x window x head_dim, the window's full score count)."""
     size = np.full(len(table), np.nan)
     cols = set(table.columns)
     if {"m", "n", "k"} <= cols:
-        size = np.where(table["op"] == "gemm", 2.0 * table["m"] * table["n"] * table["k"], size)
+        m, n, k = _numbers(table, "m", "n", "k")
+        size = np.where(table["op"] == "gemm", 2.0 * m * n * k, size)
     if {"batch", "heads", "seq_q", "seq_kv", "head_dim"} <= cols:
-        attn = 4.0 * table["batch"] * table["heads"] * table["seq_q"] * table["seq_kv"] * table["head_dim"]
-        size = np.where(table["op"].isin(["sdpa", "attention_unfused", "spatial"]), attn, size)
+        b, h, sq, skv, d = _numbers(table, "batch", "heads", "seq_q", "seq_kv", "head_dim")
+        size = np.where(table["op"].isin(["sdpa", "attention_unfused", "spatial"]), 4.0 * b * h * sq * skv * d, size)
+    if {"shape", "window", "heads", "head_dim"} <= cols:
+        h, d = _numbers(table, "heads", "head_dim")
+        gna = 4.0 * h * _tokens(table["shape"]) * _tokens(table["window"]) * d
+        size = np.where(table["op"] == "gna", gna, size)
     return size
 
 
 def trace_plots(table: pd.DataFrame, out: str | Path, stem: str) -> list[Path]:
-    """Predicted against measured (log-log, with the y = x line) and error against size, per op."""
+    """Predicted against measured (log-log, with the y = x line) and, where the rows give sizes, error against
+    size, per op."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -270,8 +301,11 @@ def trace_plots(table: pd.DataFrame, out: str | Path, stem: str) -> list[Path]:
     ax.plot([low, high], [low, high], color="k", linewidth=0.8)
     ax.set_yscale("log")
     first = finish(fig, ax, "measured time (s)", "predicted time (s)", f"{stem}_predicted_vs_measured.png")
-    fig, ax = plt.subplots(figsize=(6, 4))
     sizes = size_of(table)
+    if not np.isfinite(sizes).any():          # no column gives a size (e.g. spatial rows name only the model)
+        plt.close("all")
+        return [first]
+    fig, ax = plt.subplots(figsize=(6, 4))
     for op in table["op"].unique():
         mask = (table["op"] == op).to_numpy() & np.isfinite(sizes)
         if mask.any():

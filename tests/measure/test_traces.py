@@ -137,12 +137,15 @@ def test_live_calibrate_measure_validate_cycle(tmp_path):
     for row in rows:        # the pipeline's arithmetic, on whatever this machine measured
         assert float(row["error"]) == pytest.approx(float(row["predicted_s"]) / float(row["measured_s"]) - 1)
     # the 128^3 fp32 GEMM's roofline worked from the calibrated YAML: max(2 n^3 FLOPs at the measured fp32 rate,
-    # 3 n^2 fp32 elements at the measured copy bandwidth; the 64 KiB output is below the fresh-write threshold)
+    # 2 n^2 fp32 inputs at the measured copy bandwidth + the n^2 output at the fresh-write rate where the YAML
+    # gives one and the 64 KiB output reaches its threshold, else at the copy bandwidth)
     spec = yaml.safe_load(hw.read_text())
     dram = next(level for level in spec["memory"] if level["kind"] == "dram")
-    assert dram.get("fresh_write_min_bytes", 2**25) > 4 * 128 ** 2
+    output = 4 * 128 ** 2
+    fresh = dram.get("fresh_write_bandwidth_bytes_per_s")
+    write_rate = fresh if fresh and output >= dram.get("fresh_write_min_bytes", 0) else dram["bandwidth_bytes_per_s"]
     by_hand = max(2 * 128 ** 3 / (spec["compute"]["matrix"]["peak_tflops"]["fp32"] * 1e12),
-                  4 * 3 * 128 ** 2 / dram["bandwidth_bytes_per_s"])
+                  2 * output / dram["bandwidth_bytes_per_s"] + output / write_rate)
     gemm = next(r for r in rows if r["op"] == "gemm" and float(r["m"]) == 128)
     assert float(gemm["predicted_s"]) == pytest.approx(by_hand, rel=1e-9)
     # the printed summary is the mean |error| of the CSV's rows, per op and over all
@@ -201,7 +204,7 @@ def test_measure_needs_one_hardware_source_and_a_writable_calibration_path(tmp_p
     blocker = tmp_path / "file"
     blocker.write_text("")
     out = run("measure", str(grid), "--out", str(tmp_path / "t.csv"), "--calibrate", str(blocker / "h.yaml"))
-    assert out.returncode == 2 and "cannot create its folder" in out.stderr and "Traceback" not in out.stderr
+    assert out.returncode == 2 and "cannot write the hardware YAML there" in out.stderr and "Traceback" not in out.stderr
 
 
 def test_rows_before_a_failing_shape_are_kept(tmp_path):
@@ -241,8 +244,12 @@ def test_prepared_gpu_grid_is_valid():
 
 
 @pytest.mark.parametrize("body, fragment", [
-    ("op,measured_s\ngemm,fast\n", "row 1: measured_s: expected a positive time in seconds, got fast"),
-    ("op,measured_s\ngemm,0\n", "row 1: measured_s: expected a positive time in seconds, got 0"),
+    ("op,measured_s\ngemm,fast\n", "row 1: measured_s: expected a positive, finite time in seconds, got fast"),
+    ("op,measured_s\ngemm,0\n", "row 1: measured_s: expected a positive, finite time in seconds, got 0"),
+    ("op,measured_s\ngemm,inf\n", "row 1: measured_s: expected a positive, finite time in seconds, got inf"),
+    ("op,m,n,k,dtype,measured_s\ngemm,-4,128,128,fp32,0.001\n", "row 1: gemm: ranks.M"),
+    ("op,dtype,shape,window,stride,heads,head_dim,measured_s\ngna,bf16,32768,2048,0,1,128,0.001\n",
+     "row 1: gna: stride: expected positive integers per dimension"),
     ("op,measured_s\n", "the trace has no rows"),
     ("op,m,n,k,dtype,measured_s\ngemm,128.5,128,128,fp32,0.001\n", "m: expected a whole number, got 128.5"),
     ("op,measured_s\n,0.001\n", "row 1: expected an op name"),
@@ -252,6 +259,100 @@ def test_bad_trace_rows(tmp_path, body, fragment):
     trace.write_text("# hardware: a100\n" + body)
     out = run("validate", str(trace), "--no-report")
     assert out.returncode == 2 and "Traceback" not in out.stderr and fragment in out.stderr, out.stderr
+
+
+def test_causal_rows_off_the_gpu_model_are_refused(tmp_path):
+    # the cascades count every score: a causal CPU row would be predicted as the full matrix
+    trace = tmp_path / "t.csv"
+    trace.write_text(f"# hardware: {DATA.parent / 'tiny_cpu.yaml'}\n"
+                     "op,backend,dtype,batch,heads,seq_q,seq_kv,head_dim,causal,measured_s\n"
+                     "sdpa,flash,fp32,1,4,256,256,64,false,0.001\nsdpa,flash,fp32,1,4,256,256,64,true,0.001\n")
+    out = run("validate", str(trace), "--no-report")
+    assert out.returncode == 2 and "row 2: sdpa: causal: causal rows are predicted on GPUs" in out.stderr
+
+
+def test_filler_cells_bom_and_odd_parquet_metadata_are_read(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    # filler text in the columns an op does not use; a byte-order mark before the header (a spreadsheet's CSV)
+    trace = tmp_path / "t.csv"
+    trace.write_bytes(("\ufeff# hardware: a100\nop,backend,dtype,batch,heads,seq_q,seq_kv,head_dim,m,n,k,measured_s\n"
+                       "gemm,torch,bf16,-,-,-,-,-,4096,4096,4096,0.0005\n").encode("utf-8"))
+    table = validate_trace(trace)
+    assert table.loc[0, "predicted_s"] == pytest.approx(2 * 4096 ** 3 / 312e12)     # A100 bf16 roofline
+    out = run("validate", str(trace), "--report", str(tmp_path / "plots"))
+    assert out.returncode == 0, out.stderr
+    # key-value metadata that is not UTF-8 is read with replacement characters, the rows as they are
+    frame = pa.table({"op": ["gemm"], "m": [4096], "n": [4096], "k": [4096], "dtype": ["bf16"],
+                      "measured_s": [0.0005]})
+    pq.write_table(frame.replace_schema_metadata({b"hardware": b"a100", b"note": b"\xff\xfe"}), tmp_path / "t.parquet")
+    meta, _ = read_trace(tmp_path / "t.parquet")
+    assert meta["hardware"] == "a100" and "\ufffd" in meta["note"]
+
+
+def test_validate_reads_its_own_errors_csv_and_named_sets_write_time_columns(tmp_path):
+    errors = tmp_path / "errors.csv"
+    assert run("validate", str(TRACE_DIR / "published" / "gna-h100-natten.csv"), "--out", str(errors),
+               "--no-report").returncode == 0
+    again = run("validate", str(errors), "--hardware", "h100", "--no-report")      # it has a trace column
+    assert again.returncode == 0, again.stderr
+    named = tmp_path / "named.csv"
+    assert run("validate", "gna", "--out", str(named), "--no-report").returncode == 0
+    with named.open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 4 and {"op", "measured_s", "predicted_s"} <= set(rows[0])
+
+
+def test_traces_sharing_a_stem_keep_their_own_labels(tmp_path):
+    from simlib.cli.main import _trace_label
+    paths = [tmp_path / "a" / "run.csv", tmp_path / "b" / "run.csv", tmp_path / "c" / "other.csv"]
+    assert [_trace_label(p, paths, tmp_path) for p in paths] == ["a/run", "b/run", "other"]
+
+
+def test_flags_replace_the_other_form_of_a_size_and_empty_lists_are_refused(tmp_path):
+    grid = tmp_path / "g.yaml"
+    grid.write_text("attention: {seq: [128], backends: [math]}\ngemm: {size: [128]}\n")
+    cases = expand(load_grid(grid, {"attention.seq_q": 64, "attention.seq_kv": 32, "gemm.m": 64, "gemm.n": 48,
+                                    "gemm.k": 32}))
+    assert [(c["op"], c.get("seq_q"), c.get("seq_kv"), c.get("m"), c.get("n"), c.get("k")) for c in cases] == [
+        ("sdpa", 64, 32, None, None, None), ("gemm", None, None, 64, 48, 32)]
+    for body, fragment in (("attention: {seq: []}\n", "attention.seq: List should have at least 1 item"),
+                           ("attention: {seq: [64], seq_q: [32], seq_kv: [32]}\n",
+                            "attention.seq: give seq or seq_q, seq_kv, not both"),
+                           ("gemm: {size: [64], m: [32]}\n", "gemm.size: give size or m, n, k, not both")):
+        grid.write_text(body)
+        out = run("measure", str(grid), "--out", str(tmp_path / "t.csv"), "--hardware", "a100")
+        assert out.returncode == 2 and fragment in out.stderr, out.stderr
+
+
+def test_calibrate_checks_its_output_before_measuring(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    for target, fragment in ((blocker / "host.yaml", "cannot write the hardware YAML there"),
+                             (tmp_path / "host.txt", "expected a .yaml or .yml hardware YAML file")):
+        start = time.monotonic()
+        out = run("calibrate", "--out", str(target))
+        assert out.returncode == 2 and fragment in out.stderr and "Traceback" not in out.stderr
+        assert time.monotonic() - start < 20          # a full calibration takes longer; this one measures nothing
+
+
+def test_a_failing_run_keeps_the_calibration_its_trace_names_and_paths_are_recorded_from_the_trace(tmp_path):
+    pytest.importorskip("torch")
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("device: cpu\nrepeats: 1\nwarmup: 0\ngemm: {size: [64, 1000000]}\n")   # 4 TB: cannot allocate
+    trace = tmp_path / "out" / "t.csv"
+    out = run("measure", str(grid), "--out", str(trace), "--calibrate", str(tmp_path / "cal" / "host.yaml"))
+    assert out.returncode == 2 and "the 1 rows before it are kept" in out.stderr
+    assert run("validate", str(trace), "--no-report").returncode == 0      # the YAML it names was written
+    # --hardware given as a path from the current folder is recorded from the trace's folder
+    (tmp_path / "hw").mkdir()
+    (tmp_path / "hw" / "host.yaml").write_text((tmp_path / "cal" / "host.yaml").read_text())
+    grid.write_text("device: cpu\nrepeats: 1\nwarmup: 0\ngemm: {size: [64]}\n")
+    out = run("measure", str(grid), "--out", str(trace), "--hardware", "hw/host.yaml", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    meta, _ = read_trace(trace)
+    assert meta["hardware"] == "../hw/host.yaml"
+    assert run("validate", str(trace), "--no-report", cwd="/").returncode == 0
 
 
 def test_blank_rows_are_skipped_and_outputs_that_cannot_be_written_exit_2(tmp_path):

@@ -114,17 +114,45 @@ def supported_kernels(hw: HardwareSpec) -> list[str]:
     return [k for k in KERNELS if REQUIRED_FEATURES.get(k, "") in ("", *hw.features)]
 
 
+def search_tiles(hw: HardwareSpec, kernel: str, block_q=None, block_kv=None, **model_args) -> tuple[dict, dict]:
+    """The tile pair each point runs with: ``block_q`` / ``block_kv`` where given (a number, or an array over the
+    points), else searched over TILE_CHOICES (Q blocks of at least the kernel's MIN_BLOCK_Q rows). Among the pairs
+    that fit in an SM's shared memory and registers, those within 0.1 % of the fastest are near-equal, and of
+    those the one moving the fewest bytes (on chip plus DRAM) wins; ties go to the smaller Q, then K/V, block.
+    Where no pair fits, the same rule runs over all pairs and the chosen row's ``fits`` is false.
+
+    ``model_args`` are attention_forward's other arguments, numbers or arrays over the points (any shape). Returns
+    (the chosen pair's outputs, arrays shaped as the points; every output of every candidate, with the candidate
+    Q and K/V tiles as two trailing axes), so ``simlib predict attention`` and sweeps choose by one rule."""
+    def point_axes(value):
+        return np.asarray(value)[..., None, None]
+
+    def per_point(value):                  # numbers and arrays vary by point; flags, names and None do not
+        return isinstance(value, np.ndarray) or (isinstance(value, (int, float, np.number))
+                                                 and not isinstance(value, (bool, np.bool_)))
+    bq = point_axes(block_q) if block_q is not None else \
+        np.array([b for b in TILE_CHOICES if b >= MIN_BLOCK_Q[kernel]])[:, None]
+    bkv = point_axes(block_kv) if block_kv is not None else np.array(TILE_CHOICES)[None, :]
+    args = {k: point_axes(v) if per_point(v) else v for k, v in model_args.items()}
+    grid = attention_forward(hw, kernel=kernel, block_q=bq, block_kv=bkv, **args)
+    shape = np.broadcast_shapes(*(np.shape(v) for v in grid.values()))
+    flat = {k: np.broadcast_to(v, shape).reshape(shape[:-2] + (-1,)) for k, v in grid.items()}
+    time = np.where(flat["fits"], flat["time_s"], np.inf)
+    fastest = time.min(axis=-1, keepdims=True)
+    # no pair fits: every time is inf, so every pair is "near" and the fewest bytes choose among them all
+    near = (time <= fastest * (1 + 1e-3)) | np.isinf(fastest)
+    choice = np.argmin(np.where(near, flat["bytes_on_chip"] + flat["bytes_dram"], np.inf), axis=-1)[..., None]
+    chosen = {k: np.take_along_axis(v, choice, axis=-1)[..., 0] for k, v in flat.items()}
+    return chosen, grid
+
+
 def predict_kernel(hw: HardwareSpec, params: dict, kernel: str) -> dict:
-    """One kernel; tiles searched over TILE_CHOICES when not given (fastest tile pair that fits)."""
+    """One kernel; tiles searched over TILE_CHOICES when not given (``search_tiles``)."""
     if kernel not in supported_kernels(hw):
         raise SimlibInputError(hw.source_file or hw.name, "features",
                                f"{kernel} needs '{REQUIRED_FEATURES[kernel]}', which {hw.name} does not list")
-    bq = params["block_q"] if params["block_q"] is not None else \
-        np.array([b for b in TILE_CHOICES if b >= MIN_BLOCK_Q[kernel]])[:, None]
-    bkv = params["block_kv"] if params["block_kv"] is not None else np.array(TILE_CHOICES)[None, :]
-    result = attention_forward(hw, kernel=kernel, block_q=bq, block_kv=bkv, **_model_args(params))
-    fits = np.broadcast_to(result["fits"], result["time_s"].shape)
-    if not fits.any():
+    chosen, result = search_tiles(hw, kernel, params["block_q"], params["block_kv"], **_model_args(params))
+    if not chosen["fits"]:
         smem = float(np.min(result["smem_bytes_per_block"]))
         regs = float(np.min(result["register_bytes_per_block"]))
         smem_cap, reg_cap = hw.level("smem").capacity_bytes, hw.level("registers").capacity_bytes
@@ -134,12 +162,7 @@ def predict_kernel(hw: HardwareSpec, params: dict, kernel: str) -> dict:
                                     f"tile pair fits both; an SM has {smem_cap:.0f} B and {reg_cap:.0f} B)"]
         raise SimlibInputError("--set", "block_q/block_kv",
                                f"tiles do not fit on {hw.name}: one {kernel} block needs " + " and ".join(short))
-    time = np.where(fits, result["time_s"], np.inf)
-    # among tiles within 0.1 % of the fastest, the one moving the fewest bytes through L2 / shared memory
-    near = time <= time.min() * (1 + 1e-3)
-    on_chip = np.broadcast_to(result["bytes_on_chip"], fits.shape)
-    best = np.unravel_index(np.argmin(np.where(near, on_chip + result["bytes_dram"], np.inf)), fits.shape)
-    row = {k: np.broadcast_to(v, fits.shape)[best].item() for k, v in result.items()}
+    row = {k: v.item() for k, v in chosen.items()}
     return {"kernel": kernel, "hardware": hw.name, "time_s": row["time_s"], "flops": row["flops"],
             "useful_flops": row["useful_flops"], "bytes": {"dram": row["bytes_dram"]}, "tflops": row["tflops"],
             "waves": int(row["waves"]) if np.isfinite(row["waves"]) else None,

@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from simlib.dtypes import dtype_bytes
+from simlib.errors import SimlibInputError
 from simlib.hardware.schema import HardwareSpec
 from simlib.models.flash_attention import tile_seconds
 
@@ -225,6 +226,21 @@ def tile_shapes(tokens: int, shape) -> list[tuple[int, ...]]:
             if sum(exps) == total]
 
 
+def _searched_tiles(hw: HardwareSpec, name: str, tokens: int, shape) -> list[tuple[int, ...]]:
+    """``tile_shapes`` of the part's FMHA tile; none fits a layout smaller than one tile (each side stops at its
+    dimension's next power of two), which is an input error asking for the tile."""
+    tiles = tile_shapes(tokens, shape)
+    if not tiles:
+        largest = [1 << (int(n) - 1).bit_length() for n in shape]
+        raise SimlibInputError("--set", name, f"no {tokens}-token tile of {hw.name}'s FMHA fits the layout "
+                                              f"{'x'.join(map(str, shape))} (a tile side stops at its dimension's "
+                                              f"next power of two: at most {'x'.join(map(str, largest))}, "
+                                              f"{math.prod(largest)} tokens); expected {name} given, e.g. --set "
+                                              f"{name}={'x'.join(map(str, largest))}, or a layout of at least "
+                                              f"{tokens} tokens")
+    return tiles
+
+
 def search_gna(hw: HardwareSpec, *, shape, window, causal=None, q_tiles=None, kv_tiles=None, batch=1, heads=1,
                head_dim=128, dtype="bf16", top: int = 20, block_sparse_only: bool = False) -> pd.DataFrame:
     """Every stride (1..w) and dilation (1..n // w) per dimension, for every pair of Q and KV tile shapes (the
@@ -232,8 +248,8 @@ def search_gna(hw: HardwareSpec, *, shape, window, causal=None, q_tiles=None, kv
     (causal when the mask is). Per tile pair the whole stride × dilation grid is one broadcast simulation."""
     ndim = len(shape)
     causal = causal or (False,) * ndim
-    q_tiles = q_tiles or tile_shapes(hw.fmha_tile.q_tokens, shape)
-    kv_tiles = kv_tiles or tile_shapes(hw.fmha_tile.kv_tokens, shape)
+    q_tiles = q_tiles or _searched_tiles(hw, "q_tile", hw.fmha_tile.q_tokens, shape)
+    kv_tiles = kv_tiles or _searched_tiles(hw, "kv_tile", hw.fmha_tile.kv_tokens, shape)
     options = [np.array([(s, d) for d in range(1, n // w + 1) for s in range(1, w + 1)]) for n, w in zip(shape, window)]
     # per dimension, every (stride, dilation) option against every tile side that dimension sees, in one call
     per_dim = []

@@ -2,10 +2,10 @@
 reference/kinetics.md states it, plus what it leaves out: time on a given GPU, prefill, and sliding-window and
 mixed-head (DuoAttention-style) attention.
 
-Symbols: P parameters, H query heads, Hkv key/value heads, d head dim, L layers (the paper folds L into d, so
-dL = d·L), c prompt length, g tokens generated per sample, n samples sharing one prompt; I intensity (FLOP per
-byte); 2-byte KV elements. eFLOPs = compute + I · memory, parameter reads left out (amortized over a serving
-batch).
+Symbols: P parameters a token computes with (in a mixture of experts the active ones), H query heads, Hkv
+key/value heads, d head dim, L layers (the paper folds L into d, so dL = d·L), c prompt length, g tokens
+generated per sample, n samples sharing one prompt; I intensity (FLOP per byte); 2-byte KV elements.
+eFLOPs = compute + I · memory, parameter reads left out (amortized over a serving batch).
 
 * dense:      compute = n·[2Pg + 2(2c+g)g·H·dL],  memory = 2(2c + n·g)g·Hkv·dL (the prompt's KV read once for
               all n samples).

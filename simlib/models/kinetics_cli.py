@@ -38,7 +38,9 @@ def tts_parameters(settings: dict) -> dict:
                 raise SimlibInputError("--set", name, f"expected a fraction of heads in [0, 1], got {params[name]!r}")
         else:
             check_positive_int(name, params[name])
-    if params["intensity"] is not None and (isinstance(params["intensity"], bool) or params["intensity"] <= 0):
+    if params["intensity"] is not None and (isinstance(params["intensity"], bool)
+                                            or not isinstance(params["intensity"], (int, float))
+                                            or params["intensity"] <= 0):
         raise SimlibInputError("--set", "intensity", f"expected FLOP per byte > 0, got {params['intensity']!r}")
     return params
 
@@ -57,9 +59,12 @@ def sparse_settings(params: dict) -> dict:
 
 
 def model_shape(model: ModelSpec) -> dict:
+    """The Kinetics cost's model shape. ``parameters`` is P of the 2P FLOPs per token: the parameters a token
+    computes with, which in a mixture of experts are the active ones (shared weights plus the experts routed
+    to); the bytes of reading the weights (``predict_tts``'s time) count every parameter."""
     if model.layers is None:
         raise SimlibInputError(model.source_file or model.name, "layers", "the cost model needs the layer count")
-    return {"parameters": model.parameter_count, "heads": model.heads, "kv_heads": model.key_value_heads,
+    return {"parameters": model.active_parameter_count, "heads": model.heads, "kv_heads": model.key_value_heads,
             "head_dim": model.head_dim, "layers": model.layers}
 
 

@@ -25,8 +25,8 @@ def _parameters(settings: dict) -> dict:
     if "seq" in settings and ("seq_q" in settings or "seq_kv" in settings):
         raise SimlibInputError("--set", "seq", "given with seq_q or seq_kv; seq sets both, give one or the other")
     params = with_defaults("fusemax", DEFAULTS, settings)
-    params["seq_q"] = params["seq_q"] or params["seq"]
-    params["seq_kv"] = params["seq_kv"] or params["seq"]
+    for name in ("seq_q", "seq_kv"):             # not given: seq; a given 0 is checked (and refused) below
+        params[name] = params["seq"] if params[name] is None else params[name]
     for name in ("seq_q", "seq_kv", "batch"):
         check_positive_int(name, params[name])
     if not isinstance(params["layer"], bool):

@@ -19,9 +19,52 @@ import pandas as pd
 from simlib.errors import SimlibInputError
 from simlib.expressions import evaluate
 from simlib.hardware.catalog import load_hardware
-from simlib.sweeps.evaluators import evaluator_for
-from simlib.sweeps.spec import (SweepSpec, check_constraints, expand_axes, load_spec, parameter_names, point_count,
-                               product_rows)
+from simlib.sweeps.evaluators import VALUE_CHECKS, evaluator_for
+from simlib.sweeps.spec import (SweepSpec, axis_field, check_constraints, expand_axes, load_spec, parameter_names,
+                               point_count, product_rows)
+
+ALIASES = {"seq_q": "seq", "seq_kv": "seq"}      # parameters a spec may set through one name (seq sets both)
+
+
+def in_spec(spec: SweepSpec, exc: SimlibInputError) -> SimlibInputError:
+    """An error about a parameter's value, re-raised naming the spec file and where the spec gives that parameter
+    (``axes.<name>``, ``fixed.<name>``); an error the spec cannot have caused (a hardware or model file's own)
+    is left as it is, and one about a parameter the spec leaves at its default names the spec file and it."""
+    if exc.source == spec.source_file:
+        return exc
+    name = (exc.field or "").removeprefix("parameters.")
+    for candidate in (name, ALIASES.get(name), *name.split("/")):
+        field = axis_field(spec, candidate) if candidate else None
+        if field:
+            return SimlibInputError(spec.source_file, field, exc.message)
+    if exc.source in ("--set", "sweep"):
+        return SimlibInputError(spec.source_file, exc.field, exc.message)
+    return exc
+
+
+def _load_hardware(spec: SweepSpec, name: str):
+    try:
+        return load_hardware(name)
+    except SimlibInputError as exc:
+        what = ": ".join(part for part in (exc.source, exc.field if exc.field != "hardware" else None, exc.message)
+                         if part)
+        raise SimlibInputError(spec.source_file, "hardware", what) from None
+
+
+def check_values(spec: SweepSpec) -> None:
+    """Every value each axis takes, and every fixed value, checked as ``simlib predict`` checks it, where the
+    workload has such checks (attention, tts; the others check each point as it is evaluated)."""
+    check = VALUE_CHECKS.get(spec.workload)
+    if check is None:
+        return
+    _, axes = expand_axes(spec)
+    given = [(name, point[name]) for points in axes for point in points for name in point] + \
+        list(spec.fixed.items())
+    for name, value in given:
+        try:
+            check(name, value)
+        except SimlibInputError as exc:
+            raise in_spec(spec, exc) from None
 
 
 def _hardware_names(hw) -> dict[str, float]:
@@ -47,8 +90,15 @@ def evaluate_chunk(spec: SweepSpec, hw_index: int, start: int, stop: int) -> pd.
     """One chunk: its parameter columns, the constraint filter, the model's outputs. ``hardware`` names the
     hardware each row ran on: the spec's entry, or the evaluator's column where it runs a point elsewhere
     (fusemax: each design on its own architecture)."""
+    try:
+        return _evaluate_chunk(spec, hw_index, start, stop)
+    except SimlibInputError as exc:
+        raise in_spec(spec, exc) from None
+
+
+def _evaluate_chunk(spec: SweepSpec, hw_index: int, start: int, stop: int) -> pd.DataFrame:
     _, axes = expand_axes(spec)
-    hw = load_hardware(spec.hardware[hw_index])
+    hw = _load_hardware(spec, spec.hardware[hw_index])
     columns = product_rows(axes, start, stop)
     size = stop - start
     params = {**{k: np.full(size, v, dtype=object if isinstance(v, str) else None) for k, v in spec.fixed.items()},
@@ -92,6 +142,9 @@ def run_sweep(spec: SweepSpec | str | Path | dict, out: str | Path | None = None
     spec = spec if isinstance(spec, SweepSpec) else load_spec(spec)
     evaluator_for(spec.workload, spec.source_file, check=parameter_names(spec), hardware=spec.hardware)
     check_constraints(spec, set(parameter_names(spec)))
+    for name in spec.hardware:
+        _load_hardware(spec, name)
+    check_values(spec)
     plan = chunk_plan(spec)
     parts = Path(str(out) + ".parts") if out else None
     if parts:
@@ -126,6 +179,11 @@ def run_sweep(spec: SweepSpec | str | Path | dict, out: str | Path | None = None
     else:
         ordered = [frames[(h, c)] for h, c, _, _ in plan]
     result = pd.concat(ordered, ignore_index=True)
+    if result.empty:
+        if parts:
+            shutil.rmtree(parts)
+        raise SimlibInputError(spec.source_file, "constraints", f"the constraints removed every one of the "
+                                                                f"{total} points; expected at least one to remain")
     if out:
         _write_part(result, Path(out))
         shutil.rmtree(parts)
@@ -138,9 +196,17 @@ def _run_dask(spec, todo, scheduler, finish, advance):
     except ImportError:
         raise SimlibInputError("--scheduler", None, "Dask sweeps need the dask extra: pip install "
                                                     "'simlib[dask]'") from None
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) \
-        if scheduler == "local" else None
-    with Client(cluster or scheduler) as client:
+    cluster = None
+    try:
+        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) \
+            if scheduler == "local" else None
+        client = Client(cluster or scheduler)
+    except (ValueError, OSError) as exc:      # a malformed address, or no scheduler answering there
+        if cluster is not None:
+            cluster.close()
+        raise SimlibInputError("--scheduler", None, f"cannot reach a Dask scheduler at {scheduler!r} ({exc}); "
+                               f"expected 'local' or a scheduler address like tcp://HOST:8786") from None
+    with client:
         futures = {client.submit(evaluate_chunk, spec, item[0], item[2], item[3], pure=False): item for item in todo}
         for future in as_completed(futures):
             item = futures[future]

@@ -7,11 +7,15 @@
       head_dim: [64, 128]                           # a list
       batch: {range: [1, 9, 4]}                     # start, stop (exclusive), step
       tiles: {zip: {block_q: [64, 128], block_kv: [64, 128]}}   # zipped: (64, 64), (128, 128)
+      block_kv: [null, 64]                          # null: the default (tiles: searched, as simlib predict does)
     fixed: {heads: 16, dtype: bf16, kernel: flash2, causal: false}
     constraints: ["block_q * head_dim * 2 <= smem"] # names: axes, fixed, and the hardware's smem, l2, sms
 
 A fusemax sweep's constraints may use its parameters only: each design runs on its own architecture, not on
 the spec's hardware entry, so smem, l2 and sms there would describe hardware no row ran on.
+
+An axis takes only its form's keys (logrange: num and integer, the others none besides their own), so a
+misspelled key is an error rather than silently ignored.
 
 The sweep is the product of the axes per hardware, in that order (the last axis varies fastest).
 """
@@ -79,7 +83,21 @@ def axis_values(name: str, value, source: str) -> list[dict]:
                                                        "{zip: {name: [values], ...}}") from None
 
 
+AXIS_FORMS = {"logrange": ("logrange", "num", "integer"), "range": ("range",), "zip": ("zip",)}
+
+
 def _axis_values(name: str, value, source: str) -> list[dict]:
+    if isinstance(value, dict):
+        forms = [form for form in AXIS_FORMS if form in value]
+        if len(forms) > 1:
+            raise SimlibInputError(source, f"axes.{name}", f"gives both {forms[0]} and {forms[1]}; expected one "
+                                                           f"form per axis")
+        if forms:
+            unknown = [key for key in value if key not in AXIS_FORMS[forms[0]]]
+            if unknown:
+                raise SimlibInputError(source, f"axes.{name}.{unknown[0]}",
+                                       f"unknown key for a {forms[0]} axis (expected: "
+                                       f"{', '.join(AXIS_FORMS[forms[0]])})")
     if isinstance(value, list):
         points = [{name: v} for v in value]
     elif isinstance(value, dict) and "logrange" in value:
@@ -112,10 +130,29 @@ def expand_axes(spec: SweepSpec) -> tuple[list[str], list[list[dict]]]:
     return list(spec.axes), [axis_values(n, v, source) for n, v in spec.axes.items()]
 
 
+def axis_field(spec: SweepSpec, name: str) -> str | None:
+    """Where the spec gives parameter ``name``: ``axes.<axis>``, ``axes.<axis>.zip.<name>`` for a zipped one,
+    ``fixed.<name>``; None where it does not."""
+    for axis, value in spec.axes.items():
+        if isinstance(value, dict) and isinstance(value.get("zip"), dict):
+            if name in value["zip"]:
+                return f"axes.{axis}.zip.{name}"
+        elif axis == name:
+            return f"axes.{axis}"
+    return f"fixed.{name}" if name in spec.fixed else None
+
+
 def parameter_names(spec: SweepSpec) -> list[str]:
     _, axes = expand_axes(spec)
     names = [k for points in axes for k in points[0]]
     return names + [k for k in spec.fixed if k not in names]
+
+
+def _null_parameters(spec: SweepSpec) -> set[str]:
+    """Parameters the spec sets to null in some point (a list entry, a zipped one, or the fixed value)."""
+    _, axes = expand_axes(spec)
+    nulls = {name for points in axes for point in points for name, value in point.items() if value is None}
+    return nulls | {name for name, value in spec.fixed.items() if value is None}
 
 
 def check_constraints(spec: SweepSpec, known: set[str]) -> list:
@@ -140,6 +177,11 @@ def check_constraints(spec: SweepSpec, known: set[str]) -> list:
             expected = f"a parameter or one of {', '.join(HARDWARE_NAMES)}" if hardware_names else "a parameter"
             raise SimlibInputError(spec.source_file, f"constraints[{i}]",
                                    f"unknown name '{sorted(unknown)[0]}' (expected {expected})")
+        nulls = sorted(names_in(node) & _null_parameters(spec))
+        if nulls:
+            raise SimlibInputError(spec.source_file, f"constraints[{i}]",
+                                   f"uses {nulls[0]}, which is null (its default, derived or searched per point) "
+                                   f"in some rows; expected a constraint on values the spec gives")
         try:
             evaluate(node, {name: 1.0 for name in known | hardware_names})
         except (ExpressionError, TypeError) as exc:
@@ -161,6 +203,8 @@ def product_rows(axes: list[list[dict]], start: int, stop: int) -> dict[str, np.
     columns: dict[str, np.ndarray] = {}
     for points, idx in zip(axes, index):
         for key in points[0]:
-            values = np.array([p[key] for p in points])
+            # values of different kinds (64 and 0.5, None and 64) stay as given: numpy would make 64 a float
+            given = [p[key] for p in points]
+            values = np.array(given, dtype=object if len({type(v) for v in given}) > 1 else None)
             columns[key] = values[idx]
     return columns

@@ -355,3 +355,20 @@ def test_figure_names_the_default_that_does_not_fit(tmp_path, settings, field, f
 def test_figure_with_a_given_shape_that_fits_the_default_window(tmp_path):
     out = run("figure", "gna", "--set", "shape=128x128", "--out", str(tmp_path))
     assert out.returncode == 0, out.stderr
+
+
+@pytest.mark.parametrize("settings, field", [
+    # h100's FMHA tiles are 128 tokens; a 1-D layout of 64 stops every side at 64: no Q tile, so q_tile first
+    (["shape=64", "window=16"], "q_tile"),
+    (["shape=64", "window=16", "q_tile=64"], "kv_tile"),
+])
+def test_search_on_a_layout_smaller_than_a_tile_names_the_tile(settings, field):
+    out = run("search", "gna", "--hardware", "h100", *[a for s in settings for a in ("--set", s)])
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert f"--set: {field}: no 128-token tile" in out.stderr and f"expected {field} given" in out.stderr
+
+
+def test_search_with_the_tiles_given_on_a_small_layout():
+    from simlib.models.gna import search_gna
+    table = search_gna(load_hardware("h100"), shape=(64,), window=(16,), q_tiles=[(64,)], kv_tiles=[(64,)], top=3)
+    assert len(table) == 3 and set(table.q_tile) == {"64"}

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import assume, given, settings, strategies as st
 
+import simlib
 from simlib.hardware import load_hardware
 from simlib.models.kinetics import decode_seconds, prefill_cost, tts_cost, window_reads
 from simlib.models.kinetics_cli import default_intensity, model_shape
@@ -298,7 +299,8 @@ def test_deepseek_style_mixture_of_experts_by_hand():
     of n_routed_experts = 4 experts of moe_intermediate_size 3, 2 active per token. Embeddings 2*10*4 = 80; the
     layer: Q 4*2*2 = 16, K and V 2*4*1*2 = 16, O 16, norms 2*4 + 2*2 = 12, router 4*4 = 16, experts 3*4*3 = 36
     each; final norm 4. P = 80 + (48 + 12 + 16 + 4*36) + 4 = 304; active (2 experts): 304 - 2*36 = 232. The
-    dense intermediate_size 8 in the file is not the expert width. Best-of-3, g = 4: 2*P*n*g = 7296."""
+    dense intermediate_size 8 in the file is not the expert width. Best-of-3, g = 4: a token computes with the
+    active parameters, 2*232*n*g = 5568 (not 2*304*3*4 = 7296)."""
     path = DATA / "deepseek-moe-config.json"
     m = load_model(str(path))
     assert (m.experts, m.active_experts, m.intermediate, m.gated_mlp) == (4, 2, 3, True)
@@ -308,7 +310,7 @@ def test_deepseek_style_mixture_of_experts_by_hand():
               "--set", "samples=3", "--set", "intensity=2", "--json")
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
-    assert data["parameters"]["model_parameters"] == 304 and data["parameter_eflops"] == 7296
+    assert data["parameters"]["model_parameters"] == 304 and data["parameter_eflops"] == 5568
 
 
 @pytest.mark.parametrize("change, field, fragment", [
@@ -334,3 +336,29 @@ def test_config_counts_are_checked_before_use_naming_the_files_key(tmp_path, cha
     out = run("predict", "tts", "-H", "b200", "--set", f"model={path}")
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert f"{path}: {field}: " in out.stderr and fragment in out.stderr, out.stderr
+
+
+def test_mixture_of_experts_computes_with_its_active_parameters():
+    """moe-config.json (a Qwen3-MoE shape): hidden h = 2048, 32 heads and 4 KV heads of d = 128, 48 layers, 128
+    experts of width 768 with 8 per token, vocab 151936, gated MLP. Active parameters, by hand:
+    embeddings 2*151936*2048 = 622329856; per layer attention 2048*32*128*2 + 2*2048*4*128 = 18874368, the 8
+    experts' 3*2048*768*8 = 37748736, router 2048*128 = 262144, norms 2*2048 + 2*128 = 4352: 56889600; x 48 =
+    2730700800; final norm 2048. P_active = 3353032704. Dense, c = 1000, g = 2048, n = 2:
+    compute = n*[2*P_active*g + 2*(2c + g)*g*H*d*L]; memory (no parameter reads) = 2*(2c + n*g)*g*Hkv*d*L."""
+    p_active, c, g, n, heads, kv_heads, dl = 3353032704, 1000, 2048, 2, 32, 4, 128 * 48
+    compute = n * (2 * p_active * g + 2 * (2 * c + g) * g * heads * dl)
+    memory = 2 * (2 * c + n * g) * g * kv_heads * dl
+    out = run("predict", "tts", "-H", "b200", "--set", f"model={DATA / 'moe-config.json'}", "--set", "prompt_len=1000",
+              "--set", "gen_len=2048", "--set", "samples=2", "--set", "intensity=100", "--json")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["compute_flops"] == pytest.approx(compute, rel=1e-12)
+    assert data["eflops"] == pytest.approx(compute + 100 * memory, rel=1e-12)
+    assert data["parameter_eflops"] == pytest.approx(n * 2 * p_active * g, rel=1e-12)
+    # the weights read per decode step stay all of them: the model file's total, about 9x the active count
+    assert data["parameters"]["model_parameters"] == pytest.approx(load_model(str(DATA / "moe-config.json"))
+                                                                   .parameter_count)
+    sweep = simlib.sweep({"workload": "tts", "hardware": ["b200"], "axes": {"samples": [2]},
+                                        "fixed": {"model": str(DATA / "moe-config.json"), "prompt_len": 1000,
+                                                  "gen_len": 2048, "intensity": 100}})
+    assert sweep.compute_flops[0] == pytest.approx(compute, rel=1e-12)       # the sweep counts the same way

@@ -405,3 +405,12 @@ def test_bad_register_accesses_name_their_own_path(tmp_path, accesses, field, fr
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert f"{design}: {field}: " in out.stderr and fragment in out.stderr, out.stderr
     assert "valid number" not in out.stderr and "RegisterAccesses" not in out.stderr
+
+
+@pytest.mark.parametrize("settings, field", [(["seq_q=0", "seq_kv=1024"], "seq_q"),
+                                             (["seq_q=1024", "seq_kv=0"], "seq_kv")])
+def test_a_zero_sequence_length_is_refused_not_replaced_by_seq(settings, field):
+    """seq_q=0 is a given value, not a missing one: it exits 2 naming it instead of running the default seq."""
+    out = run("predict", "fusemax", *[a for s in settings for a in ("--set", s)])
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert f"--set: {field}: expected a positive integer, got 0" in out.stderr, out.stderr

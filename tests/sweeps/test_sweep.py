@@ -13,6 +13,7 @@ import pytest
 
 import simlib
 from simlib.hardware import load_hardware
+from simlib.models.attention_cli import predict_attention
 from simlib.models.flash_attention import attention_forward
 from simlib.sweeps.spec import axis_values, load_spec, point_count
 
@@ -93,6 +94,9 @@ def test_interrupted_sweep_resumes_with_every_point_once(tmp_path):
     ({"axes": {"seq": [512], "wings": [2]}}, "attention has no parameter 'wings'"),
     ({"axes": {"seq": []}}, "axes.seq: the axis is empty"),
     ({"constraints": ["block_q * width <= smem"]}, "unknown name 'width'"),
+    # a null tile is searched per point, so a constraint cannot test it
+    ({"axes": {"seq": [512], "block_q": [None, 64]}, "constraints": ["block_q * 256 <= smem"]},
+     "constraints[0]: uses block_q, which is null"),
 ])
 def test_bad_spec(tmp_path, change, fragment):
     spec = _write_spec(tmp_path, {**SPEC, **change})
@@ -109,15 +113,20 @@ def test_local_processes_give_the_same_parquet(tmp_path):
 
 
 def test_every_varied_setting_reaches_the_model():
+    """No tiles given: each row runs the tile pair ``simlib predict attention`` searches for that point, so each
+    row equals predict's time (the independent computation: one scalar prediction per point)."""
     spec = {"workload": "attention", "hardware": ["h100"], "axes": {"dtype": ["bf16", "fp8"], "backward": [False, True]},
             "fixed": {"seq": 4096, "heads": 16, "head_dim": 128, "batch": 1, "kernel": "flash2"}}
     frame = simlib.sweep(spec).set_index(["dtype", "backward"])["time_s"]
+    h100 = load_hardware("h100")
+    times = set()
     for dtype in ("bf16", "fp8"):
         for backward in (False, True):
-            direct = attention_forward(load_hardware("h100"), batch=1, heads=16, seq_q=4096, seq_kv=4096,
-                                       head_dim=128, dtype=dtype, kernel="flash2", block_q=128, block_kv=128,
-                                       backward=backward)["time_s"]
-            assert frame[(dtype, backward)] == pytest.approx(float(direct))
+            direct = predict_attention(h100, {"seq": 4096, "heads": 16, "head_dim": 128, "batch": 1,
+                                              "kernel": "flash2", "dtype": dtype, "backward": backward})["time_s"]
+            assert frame[(dtype, backward)] == pytest.approx(direct, rel=1e-12)
+            times.add(round(direct, 15))
+    assert len(times) == 4          # every setting changes the prediction, so each one reached the model
 
 
 @pytest.mark.parametrize("change, args, fragment", [
@@ -209,3 +218,185 @@ def test_fusemax_constraints_on_parameters_still_filter():
                           "axes": {"design": ["fusemax", "flat"], "seq": [1024, 4096]},
                           "fixed": {"model": "bert"}, "constraints": ["seq <= 2048"]})
     assert sorted(zip(frame.design, frame.seq)) == [("flat", 1024), ("fusemax", 1024)]
+
+
+def test_cascade_sweep_rows_equal_predict(tmp_path):
+    """A sweep over a cascade workload: each row is simlib.predict on the same point (one scalar prediction per
+    point, the independent computation); `simlib report` builds from the spec too."""
+    spec = {"workload": "attention-1pass", "hardware": ["h100"], "axes": {"seq_q": [1024, 2048]},
+            "fixed": {"seq_kv": 4096}}
+    frame = simlib.sweep(spec)
+    assert list(frame.seq_q) == [1024, 2048]
+    for row in frame.itertuples():
+        assert row.time_s == pytest.approx(simlib.predict("attention-1pass", "h100", seq_q=row.seq_q,
+                                                          seq_kv=4096).time_s, rel=1e-12)
+    path = tmp_path / "cascade.yaml"
+    path.write_text("workload: attention-1pass\nhardware: [h100]\naxes: {seq_q: [1024, 2048]}\n"
+                    "fixed: {seq_kv: 4096}\n")
+    out = run("report", str(path), "--out", str(tmp_path / "report"))
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "report" / "index.html").is_file()
+
+
+DECODE_SPEC = {"workload": "attention", "hardware": ["h100"],
+               "axes": {"kernel": ["flash2", "flashdecoding", "lean"], "seq_kv": [4096, 65536],
+                        "heads": [8, 32], "kv": {"zip": {"kv_heads": [None, 8], "block_kv": [None, 64]}}},
+               "fixed": {"seq_q": 1, "batch": 2, "head_dim": 128}}
+
+
+def test_decode_rows_equal_predict():
+    """seq_q = 1 rows run the decode model as `simlib predict attention` does (flash2, split-KV, Lean): every row
+    equals predict on that point (one scalar prediction each, the independent computation)."""
+    frame = simlib.sweep(DECODE_SPEC)
+    assert len(frame) == 3 * 2 * 2 * 2
+    h100 = load_hardware("h100")
+    for row in frame.to_dict("records"):
+        settings = {"seq_q": 1, "batch": 2, "head_dim": 128, "kernel": row["kernel"], "seq_kv": row["seq_kv"],
+                    "heads": row["heads"]}
+        settings.update({k: int(row[k]) for k in ("kv_heads", "block_kv") if row[k] == row[k] and row[k] is not None})
+        one = predict_attention(h100, settings)
+        for column, value in (("time_s", one["time_s"]), ("flops", one["flops"]),
+                              ("bytes_dram", one["bytes"]["dram"]), ("bound", one["bound"])):
+            assert row[column] == pytest.approx(value, rel=1e-12), (column, settings)
+    # flash2 decode of 65536 keys, 8 heads of 128, batch 1 on h100 is predict's 1.63 ms
+    one = simlib.sweep({"workload": "attention", "hardware": ["h100"], "axes": {"kernel": ["flash2"]},
+                        "fixed": {"seq_q": 1, "seq_kv": 65536, "heads": 8}})
+    assert one.time_s[0] == pytest.approx(predict_attention(h100, {"seq_q": 1, "seq_kv": 65536, "heads": 8})["time_s"],
+                                          rel=1e-12)
+    assert one.time_s[0] > 1e-3
+
+
+def test_decode_and_prefill_rows_in_one_chunk_and_given_splits():
+    """seq_q 1 and 2048 side by side (the split-KV kernel with given splits only on the decode rows)."""
+    spec = {"workload": "attention", "hardware": ["a100"],
+            "axes": {"seq_q": [1, 2048], "kernel": ["flash2", "standard"]},
+            "fixed": {"seq_kv": 8192, "heads": 16}}
+    h100 = load_hardware("a100")
+    for row in simlib.sweep(spec).itertuples():
+        direct = predict_attention(h100, {"seq_q": row.seq_q, "seq_kv": 8192, "heads": 16, "kernel": row.kernel})
+        assert row.time_s == pytest.approx(direct["time_s"], rel=1e-12)
+    split = simlib.sweep({"workload": "attention", "hardware": ["h100"], "axes": {"splits": [None, 2, 16]},
+                          "fixed": {"seq_q": 1, "seq_kv": 8192, "heads": 8, "kernel": "flashdecoding"}})
+    for row in split.to_dict("records"):
+        settings = {"seq_q": 1, "seq_kv": 8192, "heads": 8, "kernel": "flashdecoding"}
+        if row["splits"] == row["splits"] and row["splits"] is not None:
+            settings["splits"] = int(row["splits"])
+        assert row["time_s"] == pytest.approx(predict_attention(load_hardware("h100"), settings)["time_s"],
+                                              rel=1e-12)
+    assert split.time_s.nunique() == 3
+
+
+def test_rows_without_tiles_equal_predicts_tile_search():
+    """Rows without block_q / block_kv (or with null in a tile axis) run the tile pair predict searches for:
+    a100, seq 512, causal, head dim 128 is 64x64 there, not the 128x128 a fixed default would give. Each row
+    equals `simlib predict attention` on that point (the independent computation)."""
+    a100 = load_hardware("a100")
+    base = {"seq": 512, "causal": True, "heads": 16, "batch": 1, "kernel": "flash2"}
+    picked = predict_attention(a100, {**base, "head_dim": 128})
+    assert (picked["block_q"], picked["block_kv"]) == (64, 64)
+    default = attention_forward(a100, batch=1, heads=16, seq_q=512, seq_kv=512, head_dim=128, causal=True,
+                                block_q=128, block_kv=128)["time_s"]
+    assert picked["time_s"] != pytest.approx(float(default), rel=1e-3)   # the search makes a difference here
+    spec = {"workload": "attention", "hardware": ["a100"],
+            "axes": {"head_dim": [128, 256], "block_q": [64, None], "block_kv": [None, 32]}, "fixed": base}
+    frame = simlib.sweep(spec)
+    assert len(frame) == 8
+    for row in frame.to_dict("records"):
+        settings = {**base, "head_dim": row["head_dim"]}
+        settings.update({k: int(row[k]) for k in ("block_q", "block_kv") if row[k] == row[k] and row[k] is not None})
+        one = predict_attention(a100, settings)
+        assert row["time_s"] == pytest.approx(one["time_s"], rel=1e-12), settings
+        assert row["bytes_dram"] == pytest.approx(one["bytes"]["dram"], rel=1e-12), settings
+        assert row["fits"]
+
+
+@pytest.mark.parametrize("workload, axes, fixed, field, fragment", [
+    ("attention", {"head_dim": [64, 100]}, {}, "axes.head_dim", "head dim 100 not supported"),
+    ("attention", {"tiles": {"zip": {"block_q": [64, 72], "block_kv": [64, 64]}}}, {}, "axes.tiles.zip.block_q",
+     "got 72"),
+    ("attention", {"heads": [8, 12]}, {"kv_heads": 8}, "fixed.kv_heads", "kv_heads=8 must divide heads=12"),
+    ("attention", {"seq_q": [1, 4096]}, {"block_q": 64}, "fixed.block_q", "not used by the decode kernels"),
+    ("attention", {"seq_q": [4096, 1]}, {"kernel": "flash3"}, "fixed.kernel", "seq_q=1 is decode"),
+    ("attention", {"seq_q": [1, 4096]}, {"kernel": "flashdecoding"}, "axes.seq_q", "expected seq_q=1, got 4096"),
+    ("attention", {"seq_q": [1024, 8192]}, {"seq_kv": 4096, "causal": True}, "axes.seq_q", "seq_q=8192"),
+    ("attention", {"kernel": ["flash2", "all"]}, {}, "axes.kernel", "a sweep row runs one kernel"),
+    ("tts", {"prompt_len": [155, -100], "samples": [1, 0]}, {"model": "qwen3-0.6b"}, "axes.prompt_len", "got -100"),
+    ("tts", {"samples": [1, 0]}, {"model": "qwen3-0.6b"}, "axes.samples", "got 0"),
+    ("tts", {"window": [64, 0.5]}, {"model": "qwen3-0.6b", "attention": "window"}, "axes.window", "got 0.5"),
+    ("tts", {"window": [64, None]}, {"model": "qwen3-0.6b", "attention": "window"}, "axes.window",
+     "attention=window needs window"),
+])
+def test_every_row_is_checked_and_the_bad_value_named(tmp_path, workload, axes, fixed, field, fragment):
+    """Not only each group's first row: a bad value anywhere exits 2 naming the spec file, where the spec gives
+    the value, and the value; `simlib predict` refuses the same point."""
+    path = _write_spec(tmp_path, {"workload": workload, "hardware": ["h100"], "axes": axes, "fixed": fixed})
+    out = run("sweep", str(path), "--out", str(tmp_path / "x.parquet"), "--quiet")
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert f"{path}: {field}: " in out.stderr and fragment in out.stderr, out.stderr
+    assert "64.0" not in out.stderr and not (tmp_path / "x.parquet").exists()
+
+
+def test_predict_refuses_the_rows_the_sweep_refuses():
+    """The same points through `simlib predict attention`: the sweep's checks are predict's."""
+    from simlib.errors import SimlibInputError
+    h100 = load_hardware("h100")
+    for settings in ({"head_dim": 100}, {"heads": 12, "kv_heads": 8}, {"seq_q": 1, "block_q": 64},
+                     {"seq_q": 4096, "kernel": "flashdecoding"}, {"seq_q": 1, "kernel": "flash3"}):
+        with pytest.raises(SimlibInputError):
+            predict_attention(h100, settings)
+
+
+@pytest.mark.parametrize("spec, field, fragment", [
+    ({**SPEC, "hardware": ["a100", "a999"]}, "hardware", "unknown hardware 'a999'"),
+    ({**SPEC, "fixed": {**SPEC["fixed"], "heads": 0}}, "fixed.heads", "expected a positive integer, got 0"),
+    ({**SPEC, "fixed": {**SPEC["fixed"], "dtype": "fp9"}}, "fixed.dtype", "unknown dtype 'fp9'"),
+    ({**SPEC, "axes": {**SPEC["axes"], "seq": [512, 0]}}, "axes.seq", "got 0"),
+    ({"workload": "attention-1pass", "hardware": ["h100"], "axes": {"seq_q": [1024, "many"]}}, "axes.seq_q",
+     "expected a number, got 'many'"),
+    ({"workload": "gna", "hardware": ["h100"], "axes": {"window": ["8x8", "8x9x2"]}, "fixed": {"shape": "64x64"}},
+     "axes.window", "window has 3 dimensions"),
+    ({"workload": "fusemax", "hardware": ["fusemax"], "axes": {"seq_q": [1024, 0]}}, "axes.seq_q",
+     "expected a positive integer, got 0"),
+])
+def test_errors_name_the_spec_file_and_where_it_gives_the_value(tmp_path, spec, field, fragment):
+    path = _write_spec(tmp_path, spec)
+    out = run("sweep", str(path), "--out", str(tmp_path / "x.parquet"), "--quiet")
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert f"error: {path}: {field}: " in out.stderr and fragment in out.stderr, out.stderr
+
+
+@pytest.mark.parametrize("axis, field, fragment", [
+    ({"logrange": [512, 4096], "nmu": 4}, "axes.seq.nmu", "unknown key for a logrange axis"),
+    ({"range": [512, 4096, 512], "logrange": [512, 4096]}, "axes.seq", "gives both logrange and range"),
+    ({"range": [1, 3], "step": 1}, "axes.seq.step", "unknown key for a range axis"),
+    ({"zip": {"seq": [512]}, "num": 2}, "axes.seq.num", "unknown key for a zip axis"),
+])
+def test_unknown_axis_keys_are_refused(tmp_path, axis, field, fragment):
+    path = _write_spec(tmp_path, {**SPEC, "axes": {"seq": axis}})
+    out = run("sweep", str(path), "--out", str(tmp_path / "x.parquet"), "--quiet")
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert f"{path}: {field}: " in out.stderr and fragment in out.stderr, out.stderr
+
+
+def test_logrange_keys_it_takes_still_work():
+    # 512 * 8 ** (k / 3), k = 0..3: 512, 1024, 2048, 4096; integer: false keeps the floats
+    assert [p["seq"] for p in axis_values("seq", {"logrange": [512, 4096], "num": 4}, "s")] == [512, 1024, 2048, 4096]
+    assert [p["x"] for p in axis_values("x", {"logrange": [1, 4], "num": 3, "integer": False}, "s")] == \
+        pytest.approx([1.0, 2.0, 4.0])
+
+
+def test_a_bad_scheduler_address_exits_2(tmp_path):
+    pytest.importorskip("distributed")
+    path = _write_spec(tmp_path, {"workload": "tts", "hardware": ["b200"], "axes": {"samples": [1, 2]},
+                                  "fixed": {"model": "qwen3-0.6b"}})
+    out = run("sweep", str(path), "--out", str(tmp_path / "x.parquet"), "--quiet", "--scheduler", "bogus")
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert "error: --scheduler: " in out.stderr and "bogus" in out.stderr
+
+
+def test_constraints_that_remove_every_point_exit_2(tmp_path):
+    path = _write_spec(tmp_path, {**SPEC, "constraints": ["seq > 1000000"]})
+    out = run("sweep", str(path), "--out", str(tmp_path / "x.parquet"), "--quiet")
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert f"{path}: constraints: " in out.stderr and "removed every one of the 80 points" in out.stderr
+    assert not (tmp_path / "x.parquet").exists()

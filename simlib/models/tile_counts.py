@@ -5,7 +5,8 @@ Causal masking is bottom-right aligned as in FlashAttention-2: query q sees keys
 block visits the column blocks up to the one holding its last visible key; edge blocks are clipped to the
 matrix. Per row block i with r_i rows and last visible key count v_i = clip(i·bq + r_i + nkv − nq, 0, nkv):
 tiles_i = ceil(v_i / bkv) (non-causal: v_i = nkv), keys covered c_i = min(nkv, tiles_i·bkv).
-Ragged sums over row blocks use np.repeat + np.bincount, so no Python loop over tiles or shapes.
+Non-causal shapes have closed forms; causal ones sum over row blocks with np.repeat + np.bincount, so no Python
+loop over tiles or shapes.
 """
 from __future__ import annotations
 
@@ -30,28 +31,40 @@ def _ceil_div(a, b):
 
 
 def tile_counts(nq, nkv, bq, bkv, causal) -> TileCounts:
+    """Counts per shape. A non-causal row block visits every column block, which gives closed forms (tiles
+    Tr·Tc, scores nq·nkv, key rows Tr·nkv, query rows nq·Tc); causal shapes sum over their row blocks."""
     nq, nkv, bq, bkv, causal = (np.asarray(x) for x in np.broadcast_arrays(nq, nkv, bq, bkv, causal))
     shape = nq.shape
-    nq, nkv, bq, bkv, causal = (x.ravel().astype(np.int64) for x in (nq, nkv, bq, bkv, causal))
+    nq, nkv, bq, bkv = (x.ravel().astype(np.int64) for x in (nq, nkv, bq, bkv))
+    causal = causal.ravel().astype(bool)
     tr, tc = _ceil_div(nq, bq), _ceil_div(nkv, bkv)
-    owner = np.repeat(np.arange(nq.size), tr)
-    start = np.repeat(np.cumsum(tr) - tr, tr)
-    i = np.arange(owner.size) - start
-    rows = np.minimum(bq[owner], nq[owner] - i * bq[owner])
-    last = i * bq[owner] + rows + nkv[owner] - nq[owner]
-    visible = np.where(causal[owner].astype(bool), np.clip(last, 0, nkv[owner]), nkv[owner])
-    tiles = _ceil_div(visible, bkv[owner])
-    cols = np.minimum(nkv[owner], tiles * bkv[owner])
+    q, k = nq.astype(np.float64), nkv.astype(np.float64)
+    tiles = tr * tc.astype(np.float64)
+    scores, kv_rows, q_rows = q * k, tr * k, q * tc
 
-    def per_shape(values):
-        return np.bincount(owner, weights=values.astype(np.float64), minlength=nq.size)
+    masked = np.flatnonzero(causal)
+    if masked.size:
+        m_tr = tr[masked]
+        owner = np.repeat(np.arange(masked.size), m_tr)
+        start = np.repeat(np.cumsum(m_tr) - m_tr, m_tr)
+        i = np.arange(owner.size) - start
+        sq, skv, sbq, sbkv = (x[masked][owner] for x in (nq, nkv, bq, bkv))
+        rows = np.minimum(sbq, sq - i * sbq)
+        visible = np.clip(i * sbq + rows + skv - sq, 0, skv)
+        row_tiles = _ceil_div(visible, sbkv)
+        cols = np.minimum(skv, row_tiles * sbkv)
 
-    off = nkv - nq
-    q = nq.astype(np.float64)
-    causal_useful = q * (off + 1) + q * (q - 1) / 2   # Σ_{q<nq} (q + off + 1), valid for nq ≤ nkv
-    useful = np.where(causal.astype(bool), causal_useful, q * nkv)
-    out = TileCounts(tr, tc, per_shape(tiles), per_shape(rows * cols), useful, per_shape(cols),
-                     per_shape(rows * tiles))
+        def per_shape(values):
+            return np.bincount(owner, weights=values.astype(np.float64), minlength=masked.size)
+
+        tiles[masked] = per_shape(row_tiles)
+        scores[masked] = per_shape(rows * cols)
+        kv_rows[masked] = per_shape(cols)
+        q_rows[masked] = per_shape(rows * row_tiles)
+
+    causal_useful = q * (k - q + 1) + q * (q - 1) / 2   # Σ_{q<nq} (q + nkv − nq + 1), valid for nq ≤ nkv
+    useful = np.where(causal, causal_useful, q * k)
+    out = TileCounts(tr, tc, tiles, scores, useful, kv_rows, q_rows)
     for name, value in vars(out).items():
         setattr(out, name, np.asarray(value).reshape(shape))
     return out

@@ -2,7 +2,9 @@
 
 Unfused: every Einsum is its own kernel; it reads each operand tensor once from DRAM and writes its output once
 (views and constant initialisations are folded into their consumers). This is the compulsory traffic of each
-kernel, a roofline lower bound that ignores re-reads caused by tiling.
+kernel, a roofline lower bound that ignores re-reads caused by tiling. A view moves the elements of its source
+that it reaches (:func:`read_bytes`: a broadcast ``X[m,p] = A[m]`` reads A, not M x P elements), and storage read
+directly and through a view in one kernel is read once.
 
 Fused: one kernel streams the cascade's stream rank (M for attention) for a chunk of rows at a time. Row ranks are
 the batch ranks and every rank that each computing Einsum iterates (P for attention). On chip, per chunk of c rows,
@@ -15,6 +17,15 @@ P/(rows per chunk) times). The engine takes the largest c that fits, with cross-
 spilled (written once, read back once per consuming Einsum), whichever moves fewer DRAM bytes. Streamed slices are
 consumed where they are made (registers, PE register files) and count against the holding level's capacity but not
 its traffic; the holding level's traffic is the cross-pass buffers, written once and read once per consuming Einsum.
+The consumers of an intermediate are the Einsums that read it directly or through views of it.
+
+Reductions over a row rank (:func:`row_phases`): when an Einsum reduces a row rank (``R[m] = sum_p T[m,p]``
+with M streamed and P a row rank, as when a cascade reduces both M and P), its result is complete only after the
+last chunk of rows, so every Einsum that reads it, directly or through others, runs in a later sweep over all
+chunks. An intermediate made before such a barrier and read after it must outlive every chunk: it is held whole
+(all its rows, not a chunk's) or spilled, and charged like any cross-pass intermediate; so is the reduction's
+own result (its partial sums persist across chunks). An input read on both sides of a barrier is read in each
+sweep. Recomputing such an intermediate instead of spilling it is not modelled.
 
 Bound by the unfused sequence: a fused kernel can always run as the unfused kernels would, one phase per
 Einsum separated by grid-wide barriers, every intermediate written to DRAM and read back (a cascade of one
@@ -76,14 +87,43 @@ def _computing(bound: BoundWorkload) -> list[int]:
     return [i for i in bound.cascade.order if bound.cascade.einsums[i].kind not in ("view", "init")]
 
 
+def read_bytes(bound: BoundWorkload, name: str) -> float:
+    """Bytes a kernel reading ``name`` moves: the tensor's bytes, or, for a view, the bytes of its source that the
+    view reaches. A view moves nothing of its own; each of its elements is an element of the source, so it reaches
+    at most the source's elements, at most one per view element, and at most one per point of the variables its
+    source index uses: ``X[m,p] = A[m]`` reaches the M elements of A (not M x P), the diagonal ``D[m] = T[m,m]`` M
+    of T's M x M, and ``TB[m1,m0] = T[m1*M0+m0]`` all of T. Exact for indices that are single variables, splits
+    or constants; an upper bound otherwise."""
+    cascade = bound.cascade
+    tensors = bound.tensors
+    writer = cascade.computing_writer(name)
+    if writer is None or cascade.einsums[writer].kind != "view":
+        return tensors[name].bytes
+    ref = cascade.einsums[writer].reads[0]
+    source = tensors[cascade.view_source(name)]
+    per_element = source.bytes / source.elements
+    points = bound.batch_factor * math.prod(bound.rank_sizes[rank_of(v)] for v in ref.variables)
+    return min(read_bytes(bound, ref.name), points * per_element, tensors[name].elements * per_element)
+
+
+def _operand_bytes(bound: BoundWorkload, index: int) -> dict[str, float]:
+    """Storage an Einsum reads, by the tensor that owns it (a view's source): a tensor read directly and through
+    a view, or through two views, is read once, as the larger of the parts read."""
+    cascade = bound.cascade
+    found: dict[str, float] = {}
+    for ref in cascade.einsums[index].reads:
+        source = cascade.view_source(ref.name)
+        found[source] = max(found.get(source, 0.0), read_bytes(bound, ref.name))
+    return found
+
+
 def unfused_traffic(bound: BoundWorkload) -> Traffic:
     cascade = bound.cascade
     tensors = bound.tensors
     reads, writes = {}, {}
     for i in _computing(bound):
         einsum = cascade.einsums[i]
-        names = {ref.name for ref in einsum.reads}
-        reads[i] = sum(tensors[n].bytes for n in names)
+        reads[i] = sum(_operand_bytes(bound, i).values())
         writes[i] = tensors[einsum.output.name].bytes
     return Traffic(reads, writes, 0.0, 0.0, 0.0, None, sequential=True)
 
@@ -116,6 +156,34 @@ def row_ranks(bound: BoundWorkload, family: frozenset[str]) -> list[str]:
         shared = ranks if shared is None else shared & ranks
     rows = [*bound.workload.spec.batch_ranks, *sorted((shared or set()) - family)]
     return [r for r in rows if r not in family]
+
+
+def row_phases(bound: BoundWorkload, rows_r: list[str]) -> dict[int, int]:
+    """Computing Einsum -> how many reductions over a row rank it waits behind (0 for most cascades).
+
+    A fused kernel works through the row ranks a chunk of rows at a time, so a reduction over a row rank
+    (``R[m] = sum_p T[m,p]`` where every Einsum iterates P and M is streamed) is complete only after the last
+    chunk. An Einsum reading its result (through any chain of Einsums) waits for all chunks: it runs in a later
+    sweep over the rows, and every intermediate made before that and read after it must outlive all chunks.
+    Views pass their source's phase on; carried reads (a recurrence reading its own earlier values) are left out.
+    """
+    cascade = bound.cascade
+    rows = set(rows_r)
+    ready: dict[str, int] = {}            # tensor -> phase in which its values are complete
+    phase: dict[int, int] = {}
+    for i in cascade.order:
+        einsum = cascade.einsums[i]
+        if einsum.kind == "init":
+            continue
+        waits = max((ready.get(ref.name, 0) for ref in einsum.reads
+                     if not cascade.graph.edges[("tensor", ref.name), ("einsum", i)]["carried"]), default=0)
+        if einsum.kind == "view":
+            ready[einsum.output.name] = waits
+            continue
+        phase[i] = waits
+        row_reduction = any(cascade.canonical_rank(rank_of(v)) in rows for v in einsum.reduced)
+        ready[einsum.output.name] = waits + (1 if row_reduction else 0)
+    return phase
 
 
 @dataclass
@@ -158,28 +226,32 @@ def fused_traffic(bound: BoundWorkload, hw: HardwareSpec, analysis: PassAnalysis
     def rows_of(name: str) -> int:
         return math.prod(bound.rank_sizes[r] for r in rows_r if r in ranks_of[name])
 
-    first_reader: dict[str, int] = {}
+    phase = row_phases(bound, rows_r)
+    first_reader: dict[tuple[str, int], int] = {}     # (input, phase) -> the first Einsum reading it in that phase
     for i in order:
         for ref in cascade.einsums[i].reads:
             source = cascade.view_source(ref.name)
-            if source in cascade.inputs and source not in first_reader:
-                first_reader[source] = i
+            if source in cascade.inputs and (source, phase[i]) not in first_reader:
+                first_reader[(source, phase[i])] = i
     intermediates = []                      # (name, writer, consuming Einsums) of every consumed intermediate
     for name in cascade.intermediates:
         writer = cascade.computing_writer(name)
-        users = [i for i in cascade.consumers(name) if i in position and i != writer]
+        users = [i for i in cascade.readers(name) if i in position and i != writer]
         if writer in position and users:
             intermediates.append((name, writer, users))
 
     streamed_res, cross_res = [], []
-    for name in first_reader:
+    for name in dict.fromkeys(name for name, _ in first_reader):
         ranks = ranks_of[name]
         if set(rows_r) <= ranks and not ranks & family:
             streamed_res.append(_Resident(name, tensors[name].bytes / rows, rows))
     for name, writer, users in intermediates:
         produced = einsum_pass.get(writer, 0)
         held = rows_of(name)
-        if any(einsum_pass.get(u, 0) > produced for u in users):
+        if any(phase[u] > phase[writer] for u in users):
+            # read after a reduction over a row rank: it must outlive every chunk, so all of it is held or spilled
+            cross_res.append(_Resident(name, tensors[name].bytes, 1))
+        elif any(einsum_pass.get(u, 0) > produced for u in users):
             cross_res.append(_Resident(name, tensors[name].bytes / held, held))
         else:
             streamed = bool({rank_of(v) for v in cascade.einsums[writer].output.variables} & family)
@@ -198,7 +270,7 @@ def fused_traffic(bound: BoundWorkload, hw: HardwareSpec, analysis: PassAnalysis
             return None
         reads = {i: 0.0 for i in order}
         writes = {i: 0.0 for i in order}
-        for name, reader in first_reader.items():
+        for (name, _), reader in first_reader.items():
             missing = math.prod(bound.rank_sizes[r] for r in rows_r if r not in ranks_of[name])
             reads[reader] += tensors[name].bytes * max(1, math.ceil(missing / chunk))
         for name in cascade.outputs:
@@ -237,6 +309,5 @@ def _as_unfused_sequence(bound: BoundWorkload, unfused: Traffic) -> Traffic:
         einsum = cascade.einsums[i]
         if einsum.output.name not in cascade.outputs:
             spill += tensors[einsum.output.name].bytes
-        spill += sum(tensors[name].bytes for name in {ref.name for ref in einsum.reads}
-                     if cascade.view_source(name) not in cascade.inputs)
+        spill += sum(moved for source, moved in _operand_bytes(bound, i).items() if source not in cascade.inputs)
     return Traffic(dict(unfused.read_bytes), dict(unfused.write_bytes), 0.0, 0.0, spill, None, sequential=True)

@@ -53,8 +53,16 @@ class Cascade:
                                           f"read its previous iteration, e.g. X[m1+1] = f(X[m1])")
 
     # --- structure ----------------------------------------------------------------------------------------
+    @cached_property
+    def _writers_by_tensor(self) -> dict[str, tuple[int, ...]]:
+        """Einsum positions writing each tensor, built once (the cascade's Einsums do not change)."""
+        found: dict[str, list[int]] = {}
+        for i, e in enumerate(self.einsums):
+            found.setdefault(e.output.name, []).append(i)
+        return {name: tuple(positions) for name, positions in found.items()}
+
     def writers(self, tensor: str) -> list[int]:
-        return [i for i, e in enumerate(self.einsums) if e.output.name == tensor]
+        return list(self._writers_by_tensor.get(tensor, ()))
 
     def _check_writers(self) -> None:
         for name in {e.output.name for e in self.einsums}:
@@ -124,8 +132,15 @@ class Cascade:
 
     @cached_property
     def outputs(self) -> list[str]:
-        read = {r.name for e in self.einsums for r in e.reads}
-        return [e.output.name for e in self.einsums if e.output.name not in read and e.kind != "init"]
+        """Written tensors no other Einsum reads. A recurrence's read of its own earlier values (``S[m,p]`` in
+        ``S[m+1,p] = S[m,p] + X[m,p]``) is carried inside the Einsum that writes it and does not consume the
+        tensor: a scan read by nothing else is an output."""
+        read = {r.name for e in self.einsums for r in e.reads if r.name != e.output.name}
+        found: list[str] = []
+        for e in self.einsums:
+            if e.output.name not in read and e.kind != "init" and e.output.name not in found:
+                found.append(e.output.name)
+        return found
 
     @cached_property
     def intermediates(self) -> list[str]:
@@ -136,22 +151,46 @@ class Cascade:
                 names.append(name)
         return names
 
+    @cached_property
+    def _view_sources(self) -> dict[str, str]:
+        """Every tensor the cascade names, mapped to the storage it aliases (itself unless a view)."""
+        names = {r.name for e in self.einsums for r in e.reads} | {e.output.name for e in self.einsums}
+        sources = {}
+        for tensor in names:
+            source, writer = tensor, self.computing_writer(tensor)
+            while writer is not None and self.einsums[writer].kind == "view":
+                source = self.einsums[writer].reads[0].name
+                writer = self.computing_writer(source)
+            sources[tensor] = source
+        return sources
+
     def view_source(self, tensor: str) -> str:
         """The tensor whose storage a view aliases (a view of an input is that input)."""
-        writer = self.computing_writer(tensor)
-        while writer is not None and self.einsums[writer].kind == "view":
-            tensor = self.einsums[writer].reads[0].name
-            writer = self.computing_writer(tensor)
-        return tensor
+        return self._view_sources.get(tensor, tensor)
 
     def consumers(self, tensor: str) -> list[int]:
         return sorted({i for i, e in enumerate(self.einsums) for r in e.reads if r.name == tensor})
 
+    def readers(self, tensor: str) -> list[int]:
+        """Einsums that read ``tensor``'s storage: directly or through views of it (``U[m,p] = T[m,p]`` then
+        ``Y = U - G`` reads T). The views themselves are included; they move nothing of their own."""
+        return list(self._readers_by_source.get(tensor, ()))
+
+    @cached_property
+    def _readers_by_source(self) -> dict[str, tuple[int, ...]]:
+        found: dict[str, set[int]] = {}
+        for i, e in enumerate(self.einsums):
+            for r in e.reads:
+                found.setdefault(self.view_source(r.name), set()).add(i)
+        return {name: tuple(sorted(positions)) for name, positions in found.items()}
+
     # --- ranks --------------------------------------------------------------------------------------------
     @cached_property
-    def rank_families(self) -> dict[str, frozenset[str]]:
-        """Rank → every rank it was split into or derived from (union over declared tensor positions)."""
+    def _rank_relations(self) -> tuple[dict[str, frozenset[str]], list[str]]:
+        """Rank families (see :attr:`rank_families`) and the ranks that were split (the whole side of a split
+        index, M of ``m1*M0+m0``), in order of first use."""
         parent: dict[str, str] = {}
+        split: list[str] = []
 
         def find(r: str) -> str:
             parent.setdefault(r, r)
@@ -159,26 +198,65 @@ class Cascade:
                 r = parent[r]
             return r
 
+        def join(ranks) -> None:
+            ranks = list(ranks)
+            for rank in ranks[1:]:
+                parent[find(rank)] = find(ranks[0])
+
         for einsum in self.einsums:
             for ref in (einsum.output, *einsum.reads):
                 for v in ref.variables:
                     find(rank_of(v))
                 declared = self.declared_ranks.get(ref.name)
-                if not declared:
+                if declared:
+                    for rank, index in zip(declared, ref.indices):
+                        for v in index.variables:
+                            parent[find(rank_of(v))] = find(rank)
                     continue
-                for rank, index in zip(declared, ref.indices):
-                    for v in index.variables:
-                        parent[find(rank_of(v))] = find(rank)
+                layout = self._layout(ref.name)
+                if layout is None or layout is ref:
+                    continue
+                for written, used in zip(layout.indices, ref.indices):
+                    pair = (written, used)
+                    if any(_is_split(i) for i in pair) and all(_is_split(i) or len(i.variables) == 1 for i in pair):
+                        join(rank_of(v) for i in pair for v in i.variables)
+                        for i in pair:
+                            if len(i.variables) == 1 and rank_of(i.variables[0]) not in split:
+                                split.append(rank_of(i.variables[0]))
         groups: dict[str, set[str]] = {}
         for rank in list(parent):
             groups.setdefault(find(rank), set()).add(rank)
-        return {rank: frozenset(groups[find(rank)]) for rank in parent}
+        return {rank: frozenset(groups[find(rank)]) for rank in parent}, split
+
+    def _layout(self, tensor: str) -> TensorRef | None:
+        """The reference that sets the rank order of a tensor no declaration names: its computing writer's output,
+        else (a tensor only constants initialise) the first initialisation; None for an input."""
+        writer = self.computing_writer(tensor)
+        if writer is None:
+            writers = self.writers(tensor)
+            writer = writers[0] if writers else None
+        return self.einsums[writer].output if writer is not None else None
+
+    @property
+    def rank_families(self) -> dict[str, frozenset[str]]:
+        """Rank → every rank it was split into or derived from. Ranks are related position by position: every
+        variable of a reference's index to the rank a tensor declaration puts there; and, for a written tensor no
+        declaration names, through a split index (``m1*M0+m0``, see :func:`_is_split`) read or written where its
+        writer's output (the tensor's layout) has a single rank variable, so ``TB[m1,m0,p] = T[m1*M0+m0,p]``
+        after ``T[m,p] = exp(X[m,p])`` makes M1 and M0 parts of M whether T is declared or not. A single variable
+        of another rank at such a position (the Gram matrix ``XN[e,n]`` of an ``XN[e,m]``, the difference
+        ``T[n+1]``) is another rank, not a part of this one, and neither is a sum such as ``m+p``."""
+        return self._rank_relations[0]
 
     def canonical_rank(self, rank: str) -> str:
-        """The name a rank family goes by: the member named in a tensor declaration (M for M1 and M0)."""
+        """The name a rank family goes by: the member named in a tensor declaration (M for M1 and M0), else the
+        rank that was split (M of an undeclared ``T[m,p]`` read as ``T[m1*M0+m0,p]``)."""
         family = self.rank_families.get(rank, frozenset({rank}))
         declared = [r for ranks in self.declared_ranks.values() for r in ranks if r in family]
-        return declared[0] if declared else rank
+        if declared:
+            return declared[0]
+        split = [r for r in self._rank_relations[1] if r in family]
+        return split[0] if split else rank
 
     def _canonical_ranks(self, variables_of) -> list[str]:
         ranks: list[str] = []
@@ -243,3 +321,44 @@ class Cascade:
 
 def _upper_names(index) -> set[str]:
     return {n.id for n in ast.walk(index.node) if isinstance(n, ast.Name) and n.id.isupper()}
+
+
+def _is_split(index) -> bool:
+    """Whether an index is a mixed-radix combination of rank variables, ``m1*M0 + m0`` or ``m2*M1*M0 + m1*M0 +
+    m0``: a sum of at least two terms, each one variable times upper-case rank sizes, where, ordered by their
+    number of sizes, each term is scaled by the sizes of the term before it and that term's own rank. Such an
+    index takes every value of the split rank exactly once; ``m+p`` or ``2*m+p`` does not."""
+    terms: list[ast.AST] = []
+
+    def flatten(node: ast.AST) -> None:
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+            flatten(node.left)
+            flatten(node.right)
+        else:
+            terms.append(node)
+
+    def factors(node: ast.AST) -> list[ast.AST]:
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mult):
+            return factors(node.left) + factors(node.right)
+        return [node]
+
+    flatten(index.node)
+    parsed: list[tuple[str, frozenset[str]]] = []
+    for term in terms:
+        names = factors(term)
+        if not all(isinstance(n, ast.Name) for n in names):
+            return False
+        variables = [n.id for n in names if not n.id.isupper()]
+        sizes = [n.id for n in names if n.id.isupper()]
+        if len(variables) != 1 or len(set(sizes)) != len(sizes):
+            return False
+        parsed.append((variables[0], frozenset(sizes)))
+    if len(parsed) < 2 or len({v for v, _ in parsed}) != len(parsed):
+        return False
+    parsed.sort(key=lambda term: len(term[1]))
+    expected: frozenset[str] = frozenset()
+    for variable, sizes in parsed:
+        if sizes != expected:
+            return False
+        expected = sizes | {rank_of(variable)}
+    return True

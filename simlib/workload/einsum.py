@@ -19,8 +19,10 @@ workload loader refuses the rest.
 
 Operation counting follows Timeloop's convention: the expression is evaluated once per point of the Einsum's
 iteration space (every index variable of the statement), and a reduction accumulates each point into an
-identity-initialised output, one operation per point. A sum-reduced product of two tensors is a contraction,
-counted as one ``mac`` per point (2 FLOPs), so an M×N×K GEMM is 2·M·N·K FLOPs.
+identity-initialised output, one operation per point. A product of two tensors summed over at least one rank is a
+contraction, counted as one ``mac`` per point (2 FLOPs), so an M×N×K GEMM is 2·M·N·K FLOPs; a sum over no rank
+(``sum_{} A[m]*B[m]``) is the expression itself, one ``mul``. ``max`` and ``min`` of n arguments take n - 1
+comparisons (``max(A[m])`` alone is A[m] and costs nothing).
 """
 from __future__ import annotations
 
@@ -179,8 +181,8 @@ def _count_ops(node: ast.AST, reads: list[TensorRef], ops: dict[str, int]) -> bo
         if node.keywords or not node.args or (node.func.id == "exp" and len(node.args) != 1):
             raise EinsumSyntaxError(f"'{ast.unparse(node)}': wrong number of arguments")
         involved = [_count_ops(arg, reads, ops) for arg in node.args]
-        if any(involved):
-            ops[ELEMENTWISE_FUNCS[node.func.id]] += max(1, len(node.args) - 1)
+        if any(involved):       # exp(a) is one exp; max(a, b, c) two comparisons, and max(a) alone is a: none
+            ops[ELEMENTWISE_FUNCS[node.func.id]] += 1 if node.func.id == "exp" else len(node.args) - 1
         return any(involved)
     raise EinsumSyntaxError(f"unsupported term '{ast.unparse(node)}' (expected tensors, numbers, + - * /, "
                             f"exp, max, min)")
@@ -228,12 +230,14 @@ def parse_einsum(text: str) -> Einsum:
                                     f"from the output are {', '.join(reduced) or 'none'}")
     elif reduced:
         reduce_op = "sum"
+    if not reduced:     # a reduction over no rank (sum_{} A[m]*B[m]) is its expression, evaluated once per point
+        reduce_op = None
 
     if not reads:
         kind = "init"
         if reduced or lhs_vars and any(ops.values()):
             raise EinsumSyntaxError("an initialisation assigns a constant")
-    elif (reduce_op == "sum" and isinstance(rhs_node, ast.BinOp) and isinstance(rhs_node.op, ast.Mult)
+    elif (reduce_op == "sum" and reduced and isinstance(rhs_node, ast.BinOp) and isinstance(rhs_node.op, ast.Mult)
           and isinstance(rhs_node.left, ast.Subscript) and isinstance(rhs_node.right, ast.Subscript)):
         kind = "contraction"
         ops["mul"] -= 1

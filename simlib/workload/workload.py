@@ -26,6 +26,9 @@ from simlib.yaml_loading import load_yaml_file
 
 OPERATION_KINDS = ("mac", "mul", "add", "max", "exp", "div")
 RESERVED_PARAMETERS = ("execution",)
+# Rank sizes stay below 2**63 (a 64-bit index, as tensor libraries use): the product of a dozen such sizes still
+# converts to a float, so no count, byte total or time computed from them can overflow.
+MAX_RANK_SIZE = 2 ** 63
 
 
 def workload_names() -> list[str]:
@@ -86,6 +89,10 @@ class Workload:
                 if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                     raise SimlibInputError(self.source, f"ranks.{rank}", f"'{binding}' = {value!r}; expected a "
                                                                          f"positive whole number")
+                if abs(value) >= MAX_RANK_SIZE:
+                    raise SimlibInputError(self.source, f"ranks.{rank}",
+                                           f"'{binding}' = {value:.3g}; expected a positive whole number below "
+                                           f"2**63 (products of sizes must stay countable)")
                 if isinstance(value, float) and not value.is_integer():
                     raise SimlibInputError(self.source, f"ranks.{rank}",
                                            f"'{binding}' = {value:g} is not a whole number; expected an integer size")
@@ -107,6 +114,8 @@ class Workload:
 class TensorInfo:
     name: str
     role: str             # input, output, intermediate, or view (a re-indexing of another tensor)
+    # batch ranks, then one entry per position: the declared rank's name (M@0, M@1 for a rank declared at two
+    # positions, so that no position is lost), or dim0, dim1, ... for an undeclared tensor
     shape: dict[str, int]
     elements: int
     dtype: str
@@ -152,23 +161,45 @@ class BoundWorkload:
                     "view" if writer is not None and self.cascade.einsums[writer].kind == "view" else
                     "intermediate")
             dtype = self.tensor_dtype(name)
+            decl = self.workload.spec.tensors.get(name)
+            if decl and decl.ranks and len(decl.ranks) == len(ext):
+                # a declared tensor is as large as its declaration (A: {ranks: [N]} read as A[m] has N
+                # elements; index_extents has kept every index inside it)
+                ext = [self.rank_sizes[r] for r in decl.ranks]
+                rank_labels = [r if decl.ranks.count(r) == 1 else f"{r}@{k}" for k, r in enumerate(decl.ranks)]
+            else:
+                rank_labels = [f"dim{k}" for k in range(len(ext))]
             elements = math.prod(ext) * self.batch_factor
-            labels = self.workload.spec.tensors.get(name)
-            rank_labels = labels.ranks if labels and labels.ranks and len(labels.ranks) == len(ext) else \
-                [f"dim{i}" for i in range(len(ext))]
             shape = {**{r: self.rank_sizes[r] for r in self.workload.spec.batch_ranks},
                      **dict(zip(rank_labels, ext))}
             infos[name] = TensorInfo(name, role, shape, elements, dtype, elements * dtype_bytes(dtype))
         return infos
 
     def tensor_dtype(self, name: str) -> str:
+        """A tensor's dtype: its declaration's ``dtype`` (a dtype name, or the name of a parameter holding one),
+        else the ``dtype`` parameter. A bad value is reported where it was written: a parameter's value under
+        ``parameters.<name>`` (``--set dtype=3`` sets that parameter), a declared dtype that is neither a dtype
+        nor a parameter under ``tensors.<name>.dtype``, and a missing ``dtype`` parameter, when a tensor
+        declares none, under ``parameters.dtype``."""
         decl = self.workload.spec.tensors.get(name)
-        value = decl.dtype if decl and decl.dtype else "dtype"
-        if value in self.parameters:
-            value = self.parameters[value]
-        if value not in DTYPE_BITS:
-            raise SimlibInputError(self.workload.source, f"tensors.{name}.dtype",
-                                   f"unknown dtype {value!r}; expected one of: {', '.join(DTYPE_BITS)}")
+        known = ", ".join(DTYPE_BITS)
+        source = self.workload.source
+        if decl and decl.dtype and decl.dtype not in self.parameters:
+            if decl.dtype not in DTYPE_BITS:
+                raise SimlibInputError(source, f"tensors.{name}.dtype",
+                                       f"{decl.dtype!r} is neither a dtype nor a parameter; expected one of: "
+                                       f"{known}, or the name of a parameter holding one")
+            return decl.dtype
+        parameter = decl.dtype if decl and decl.dtype else "dtype"
+        if parameter not in self.parameters:
+            raise SimlibInputError(source, "parameters.dtype",
+                                   f"missing: tensor {name} declares no dtype, so it takes the parameter dtype; "
+                                   f"expected parameters: {{dtype: ...}} (one of: {known}) or "
+                                   f"tensors.{name}.dtype")
+        value = self.parameters[parameter]
+        if not isinstance(value, str) or value not in DTYPE_BITS:
+            raise SimlibInputError(source, f"parameters.{parameter}",
+                                   f"unknown dtype {value!r} (the dtype of tensor {name}); expected one of: {known}")
         return value
 
     @property

@@ -75,7 +75,7 @@ def test_workload_show_reports_passes_sizes_and_counts():
     (["predict", "gemm", "--hardware", "a100", "--set", "M=0"], ["gemm.yaml", "ranks.M", "positive size"]),
     (["predict", "gemm", "--hardware", "a100", "--set", "M=-3"], ["ranks.M", "positive size"]),
     (["predict", "gemm", "--hardware", "a100", "--set", "dtype=fp8"], ["a100.yaml", "dtype", "fp8"]),
-    (["predict", "gemm", "--hardware", "a100", "--set", "dtype=fp7"], ["tensors.A.dtype", "unknown dtype"]),
+    (["predict", "gemm", "--hardware", "a100", "--set", "dtype=fp7"], ["parameters.dtype", "unknown dtype"]),
     (["predict", "gemm", "--hardware", "a100", "--set", "Q=4"], ["parameters.Q", "no parameter 'Q'"]),
     (["predict", "gemm", "--hardware", "a100", "--set", "M"], ["--set", "expected name=value"]),
     (["predict", "gemm", "--hardware", "a100", "--set", "M=abc"], ["parameters.M", "expected a number"]),

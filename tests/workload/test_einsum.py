@@ -22,10 +22,18 @@ def nonzero(ops):
     ("X[p] = sum_{m1,m0} Y[m1,m0,p]", "reduction", {"p", "m1", "m0"}, {"m1", "m0"}, {"add": 1}),
     ("Z[p] = A[m,p] * B[m,p] * C[m,p]", "reduction", {"p", "m"}, {"m"}, {"mul": 2, "add": 1}),
     ("Y[p] = exp(-X[p])", "map", {"p"}, set(), {"mul": 1, "exp": 1}),
+    # max and min of n arguments take n - 1 comparisons: max(A[m]) alone is A[m], no operation (it was 1)
+    ("Y[m] = max(A[m])", "map", {"m"}, set(), {}),
+    ("Y[m] = min(A[m])", "map", {"m"}, set(), {}),
+    ("Y[m] = min(A[m], B[m], C[m])", "map", {"m"}, set(), {"max": 2}),
+    ("Y[m] = max(A[m], 0)", "map", {"m"}, set(), {"max": 1}),
+    # a reduction over no rank is its expression: one multiply per point, not a contraction's MAC (2 FLOPs)
+    ("Y[m] = sum_{} A[m]*B[m]", "map", {"m"}, set(), {"mul": 1}),
 ])
 def test_statement_forms(text, kind, variables, reduced, ops):
     einsum = parse_einsum(text)
     assert einsum.kind == kind
+    assert (einsum.reduce_op is None) == (not reduced)
     assert set(einsum.variables) == variables
     assert set(einsum.reduced) == reduced
     assert nonzero(einsum.ops_per_point) == ops

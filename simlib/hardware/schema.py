@@ -12,9 +12,10 @@ import math
 from typing import Literal
 
 import networkx as nx
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from simlib.dtypes import DTYPE_BITS
+from simlib.strict_schema import StrictModel
 
 OPERATIONS = ("mac", "mul", "add", "max", "exp", "div")
 
@@ -22,19 +23,9 @@ DtypeName = Literal["fp64", "fp32", "tf32", "fp16", "bf16", "fp8", "int8", "fp4"
 OpName = Literal["mac", "mul", "add", "max", "exp", "div"]
 
 
-class _Strict(BaseModel):
-    """Unknown fields are errors, and numbers must be written as numbers: pydantic would otherwise read
-    ``true`` as 1 or the string '2' as 2."""
+class _Strict(StrictModel):
+    """Unknown fields are errors, numbers are written as numbers (:class:`StrictModel`); specs are frozen."""
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _numbers_are_numbers(cls, value, info):
-        annotation = str(cls.model_fields[info.field_name].annotation)
-        numeric = ("float" in annotation or "int" in annotation) and "str" not in annotation
-        if numeric and isinstance(value, (bool, str)):
-            raise ValueError(f"expected a number, got {value!r}")
-        return value
 
 
 class MemoryLevel(_Strict):

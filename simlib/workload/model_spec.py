@@ -38,31 +38,20 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import Field, PrivateAttr, ValidationError
 
 from simlib.catalog_paths import WORKLOAD_DIR, resolve
 from simlib.errors import SimlibInputError
 from simlib.schema_errors import raise_for_validation
+from simlib.strict_schema import StrictModel
 from simlib.yaml_loading import load_yaml_file
 
 MODEL_DIR = WORKLOAD_DIR / "models"
 
 
-class ModelSpec(BaseModel):
+class ModelSpec(StrictModel):
     """A model's shapes. As in the hardware schema, numbers must be written as numbers (pydantic would read
     ``hidden: true`` as 1 and ``heads: '16'`` as 16), and ``gated_mlp`` as true or false."""
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _numbers_are_numbers(cls, value, info):
-        annotation = str(cls.model_fields[info.field_name].annotation)
-        numeric = ("float" in annotation or "int" in annotation) and "str" not in annotation
-        if numeric and isinstance(value, (bool, str)):
-            raise ValueError(f"expected a number, got {value!r}")
-        if annotation == "<class 'bool'>" and not isinstance(value, bool):
-            raise ValueError(f"expected true or false, got {value!r}")
-        return value
 
     name: str
     description: str = ""

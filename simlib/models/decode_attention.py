@@ -24,9 +24,8 @@ from __future__ import annotations
 import numpy as np
 
 from simlib.dtypes import dtype_bytes
-from simlib.errors import SimlibInputError
 from simlib.hardware.schema import HardwareSpec
-from simlib.models.flash_attention import STATS_BYTES, sram_per_block, tile_seconds
+from simlib.models.flash_attention import STATS_BYTES, check_inputs, sram_per_block, tile_seconds
 
 DECODE_KERNELS = ("flash2", "flashdecoding", "lean")
 MAX_SPLITS = 128
@@ -74,19 +73,6 @@ def auto_splits(units, tiles, sms):
     return np.where(filled, 1.0, chosen)
 
 
-def _check_decode_inputs(kernel, sizes: dict, splits) -> None:
-    """Positive sizes, a known kernel, and splits (when given) positive: the Python API's checks, as the CLI's."""
-    for name, value in sizes.items():
-        if np.any(value <= 0):
-            raise SimlibInputError("--set", name, f"expected a positive integer, got {np.min(value)}")
-    if splits is not None and np.any(np.asarray(splits) <= 0):
-        raise SimlibInputError("--set", "splits", f"expected a positive integer, got {np.min(splits)}")
-    unknown = sorted(set(np.unique(kernel).tolist()) - set(DECODE_KERNELS))
-    if unknown:
-        raise SimlibInputError("--set", "kernel", f"unknown decode kernel {unknown[0]!r} (expected one of: "
-                                                  f"{', '.join(DECODE_KERNELS)})")
-
-
 def decode_forward(hw: HardwareSpec, *, batch, heads, kv_heads, seq_kv, head_dim, head_dim_v=None,
                    dtype="bf16", kernel="flashdecoding", block_kv=None, splits=None) -> dict[str, np.ndarray]:
     """Predict one decode step; every numeric argument may be a numpy array. ``block_kv`` defaults to the K/V
@@ -100,10 +86,9 @@ def decode_forward(hw: HardwareSpec, *, batch, heads, kv_heads, seq_kv, head_dim
     block_kv = split_block_kv(head_dim) if block_kv is None else block_kv
     b, h, hk, n, d, dv, bkv, kernel = (np.asarray(a) for a in np.broadcast_arrays(
         batch, heads, kv_heads, seq_kv, head_dim, head_dim_v, block_kv, np.asarray(kernel)))
-    _check_decode_inputs(kernel, {"batch": b, "heads": h, "kv_heads": hk, "seq_kv": n, "head_dim": d,
-                                  "head_dim_v": dv, "block_kv": bkv}, splits)
-    if np.any(h % hk):
-        raise SimlibInputError("--set", "kv_heads", "kv_heads must divide heads")
+    sizes = {"batch": b, "heads": h, "kv_heads": hk, "seq_kv": n, "head_dim": d, "head_dim_v": dv, "block_kv": bkv}
+    check_inputs({**sizes, **({"splits": splits} if splits is not None else {})}, kernel, DECODE_KERNELS,
+                 "decode kernel")
     s = dtype_bytes(dtype)
     sms = hw.processors.count
     g = h // hk                                   # query heads per KV head: rows of its Q blocks

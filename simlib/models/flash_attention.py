@@ -157,6 +157,20 @@ def _exposed_block_seconds(hw: HardwareSpec, kernel, blocks, per_sm, bq, bkv, d,
     return np.where(kernel == "standard", 0.0, extra * np.ceil(finite_blocks / sms))
 
 
+def check_inputs(sizes: dict, kernel, known, label: str) -> None:
+    """The Python API's checks, as the CLI's: every size positive, kv_heads dividing heads, a known kernel (the
+    prefill and decode models share them; ``label`` names the kind of kernel in the message)."""
+    for name, value in sizes.items():
+        if np.any(np.asarray(value) <= 0):
+            raise SimlibInputError("--set", name, f"expected a positive integer, got {np.min(value)}")
+    if np.any(sizes["heads"] % sizes["kv_heads"]):
+        raise SimlibInputError("--set", "kv_heads", "kv_heads must divide heads")
+    unknown = sorted(set(np.unique(kernel).tolist()) - set(known))
+    if unknown:
+        raise SimlibInputError("--set", "kernel", f"unknown {label} {unknown[0]!r} (expected one of: "
+                                                  f"{', '.join(known)})")
+
+
 def attention_forward(hw: HardwareSpec, *, batch, heads, seq_q, seq_kv, head_dim, head_dim_v=None,
                       dtype="bf16", causal=False, kernel="flash2", block_q=128, block_kv=128,
                       efficiency=None, backward=False, dropout=False, kv_heads=None) -> dict[str, np.ndarray]:
@@ -186,16 +200,8 @@ def attention_forward(hw: HardwareSpec, *, batch, heads, seq_q, seq_kv, head_dim
                                  np.asarray(head_dim), np.asarray(head_dim_v), np.asarray(causal),
                                  np.asarray(block_q), np.asarray(block_kv), kernel_arr, np.asarray(kv_heads))
     b, h, nq, nkv, d, dv, causal, bq, bkv, kernel_arr, hk = (np.asarray(a) for a in arrays)
-    for name, value in (("batch", b), ("heads", h), ("seq_q", nq), ("seq_kv", nkv), ("head_dim", d),
-                        ("head_dim_v", dv), ("block_q", bq), ("block_kv", bkv), ("kv_heads", hk)):
-        if np.any(value <= 0):
-            raise SimlibInputError("--set", name, f"expected a positive integer, got {value.min()}")
-    if np.any(h % hk):
-        raise SimlibInputError("--set", "kv_heads", "kv_heads must divide heads")
-    unknown = sorted(set(np.unique(kernel_arr).tolist()) - set(KERNELS))
-    if unknown:
-        raise SimlibInputError("--set", "kernel", f"unknown kernel {unknown[0]!r} (expected one of: "
-                                                  f"{', '.join(KERNELS)})")
+    check_inputs({"batch": b, "heads": h, "seq_q": nq, "seq_kv": nkv, "head_dim": d, "head_dim_v": dv,
+                  "block_q": bq, "block_kv": bkv, "kv_heads": hk}, kernel_arr, KERNELS, "kernel")
     if np.any(causal.astype(bool) & (nq > nkv)):
         raise SimlibInputError("--set", "seq_q", "causal attention needs seq_q <= seq_kv")
     s = dtype_bytes(dtype)

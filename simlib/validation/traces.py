@@ -9,8 +9,9 @@ columns include ``op`` and ``measured_s``; the rest depend on the op. Each op ha
   kernels ``simlib measure`` runs for it: QK, the scale multiply, a 3-pass softmax, PV).
 * ``sdpa``: on a GPU with the attention model's memory levels, the FlashAttention tile model with the kernel a
   backend runs (math: standard; flash and efficient: flash2; cudnn: flash3 where the part supports it; or a kernel
-  name; a decode query, seq_q = 1: flash splits the K/V as FlashAttention-2 does, the others run flash2); elsewhere the cascades (math: ``attention-torch-math``, the kernels PyTorch's math backend runs,
-  unfused; flash: 1-pass fused).
+  name; a decode query, seq_q = 1: flash splits the K/V as FlashAttention-2 does, the others run flash2);
+  elsewhere the cascades (math: ``attention-torch-math``, the kernels PyTorch's math backend runs, unfused;
+  flash: 1-pass fused).
 * ``gna`` (shape, window, stride, heads, head_dim): the GNA simulator.
 * ``spatial`` (backend = design, model, seq_q, batch): the spatial-array model on the design's hardware.
 """

@@ -3,18 +3,24 @@ DRAM traffic, utilization and energy from an Einsum cascade, a PE-array descript
 
 Compute (Timeloop's convention, one action per PE per cycle): a PE finishes one point of an Einsum per cycle
 when it has a functional unit for every operation of the point (its datapath chains them); an operation it
-lacks is decomposed (FuseMax: exp = 6 MACs + 1 add) and holds the PE for that many cycles per point. An
-Einsum's cycles on an array = its points × cycles per point / the array's PEs.
+lacks is decomposed with the hardware's ``op_decomposition`` (FuseMax: exp = 6 MACs + 1 add), recursively
+until every part is an operation the PE has, and holds the PE for one cycle per part. A PE that does
+``ops_per_cycle`` = k actions per cycle finishes k of those cycles' work per cycle. An Einsum's cycles on an
+array = its points × cycles per point / (the array's PEs × k). Every action is priced at the array's
+``energy_pj_per_op``; an action missing there is an input error, not free.
 
 Schedules (reference/fusemax.md, after the FuseMax paper and its artifact):
 
 * ``pipelined`` (FuseMax): M = M1 × M0 and P in tiles of P0 so one M0 × P0 tile fills the 2D array per epoch.
   Each stage of an epoch takes the longest of its arrays' summed Einsum cycles; Einsums without an M rank (AV)
-  run once per query tile, in the last epoch. Traffic: Q read and AV written once; the buffer holds one K and
-  one V tile plus P1 × P0 rows of row state (the inputs indexed by P alone, and the tensors the cascade carries
-  along M1: Q, RM, RD, RNV), P1 the largest divisor of P / P0 that fits, so K and V are streamed
-  P / (P0 · P1) times. Passes: the cascade must be 1-pass over M (its pass analysis), else the row state would
-  be O(M).
+  run once per query tile, in the last epoch. Time counts ceil(M / M0) × ceil(P / P0) whole epochs (a partial
+  tile's idle PEs still take the epoch); energy, MACs and the arrays' busy cycles count only the real points
+  (the full tiles, plus the partial tiles at their own sizes), so utilization = real work / (PEs × cycles).
+  Traffic: Q read and AV written once; the buffer holds one K and one V tile plus P1 × P0 rows of row state
+  (the inputs indexed by P alone, and the tensors the cascade carries along M1: Q, RM, RD, RNV), and K and V
+  are streamed once per group of P1 query tiles (``query_tile_groups``: the artifact's largest factor of
+  P / P0 that fits, or, where that forces many more streams, groups of a power of two with the last one
+  partial). Passes: the cascade must be 1-pass over M (its pass analysis), else the row state would be O(M).
 * ``row_fused`` (FLAT): the 2D array (QK, AV) and the 1D array (softmax) run concurrently, so compute is the
   longer of the two. The buffer holds R rows of QK, R the largest power of two with R · M words in the buffer,
   at least P0 and at most P; two M0 × P0 output tiles stay reserved. With QK rows on chip, Q, K and V stream
@@ -25,6 +31,11 @@ Schedules (reference/fusemax.md, after the FuseMax paper and its artifact):
   ``row_block`` rows; the mapping with less traffic is taken.
 * ``phases`` (unfused): one phase after another, each reading its inputs from DRAM and writing its outputs
   there once; a phase takes max(compute, traffic / bandwidth), the phases add up.
+
+``row_fused`` and ``phases`` run a cascade that blocks M (``block_kv``, the 1-pass cascade) with block_kv =
+the design's M0. The 2D array is the bound array whose mesh has two dimensions; the softmax array of
+``row_fused`` is, of the others, the one most Einsums are bound to (ties: the first in the hardware file): the
+order of arrays in a design YAML changes nothing.
 
 Latency = max(compute, DRAM bytes / bandwidth) (phases: per phase). Energy = actions × energy per action from
 the hardware YAML, priced as Accelergy prices an action (a read at a level's read energy, a write or fill at its
@@ -52,42 +63,80 @@ import math
 from simlib.dtypes import dtype_bytes
 from simlib.errors import SimlibInputError
 from simlib.hardware.schema import HardwareSpec
-from simlib.models.spatial_design import DesignSpec, RegisterAccesses, check_binding
+from simlib.models.spatial_design import DesignSpec, RegisterAccesses, check_binding, register_level
 from simlib.workload.cascade import rank_of
 from simlib.workload.model_spec import ModelSpec
 from simlib.workload.workload import Workload
 
 RESERVED_TILES = 2            # row_fused: two M0 × P0 output tiles stay in the buffer
 ROW_BLOCK = 1024              # row_fused, QK in DRAM: rows per K/V stream (the FLAT mapping search's choice)
-# GEMMs outside attention use one mapping on every design (the paper's end-to-end comparison): the weight
-# stays in the PE and the partial sum accumulates in place, one register read per MAC (as FuseMax's own
-# stationary 2D dataflow, workloads/designs/fusemax.yaml).
+# GEMMs outside attention use one PE dataflow on every design (the paper's end-to-end comparison maps them the
+# same way on both): output-stationary, as gemm_on_array times it (each output tile stays in the array while
+# the reduction streams through). The operands are forwarded from PE to PE through pipeline latches and the
+# partial sum accumulates in the MAC unit, not in the register file, which is charged one read per MAC: the
+# most the paper's energy split allows (>= 95 % of FuseMax's energy in the 2D array's MACs, reference/fusemax.md:
+# everything else <= 0.05 / 0.95 x 17.16 pJ = 0.90 pJ per MAC, room for one 0.6 pJ register access, not two).
+# The same count as FuseMax's attention dataflow (workloads/designs/fusemax.yaml).
 GEMM_RF_ACCESSES_PER_MAC = RegisterAccesses(reads=1, writes=0)
 
 
-def _direct(unit_ops, op):
-    return op in unit_ops or (op == "mul" and "mac" in unit_ops)
+def _direct_action(unit_ops, op) -> str | None:
+    """The action a PE runs ``op`` as when it has a unit for it: the op itself, or a mul as a MAC with a zero
+    addend (the cascade engine's rule, simlib/engine/units.py); None when it has none."""
+    if op in unit_ops:
+        return op
+    return "mac" if op == "mul" and "mac" in unit_ops else None
 
 
-def cycles_per_point(hw: HardwareSpec, array: str, ops_per_point: dict) -> int:
+def actions_of(hw: HardwareSpec, array: str, op: str, _within: tuple[str, ...] = ()) -> dict[str, float]:
+    """Actions one ``op`` costs a PE of ``array``: {op: 1} when the PE has it; else its ``op_decomposition``,
+    expanded again wherever a part is itself missing (exp -> {mac: 6, div: 1} with div -> {mac: 4} costs 10
+    MACs on a PE without a divider), so every action is one the PE has. A decomposition that reaches itself
+    (the hardware schema refuses those) or an op with no decomposition is an input error."""
+    action = _direct_action(hw.compute[array].operations, op)
+    if action is not None:
+        return {action: 1.0}
+    source = hw.source_file or hw.name
+    if op in _within:
+        raise SimlibInputError(source, f"op_decomposition.{op}", f"decomposes into itself "
+                                                                 f"({' -> '.join([*_within, op])})")
+    parts = hw.op_decomposition.get(op)
+    if parts is None:
+        raise SimlibInputError(source, "op_decomposition", f"{array} has no unit for '{op}' and no decomposition "
+                                                           f"of it into operations it has")
+    actions: dict[str, float] = {}
+    for sub, count in parts.items():
+        for action, n in actions_of(hw, array, sub, (*_within, op)).items():
+            actions[action] = actions.get(action, 0.0) + count * n
+    return actions
+
+
+def cycles_per_point(hw: HardwareSpec, array: str, ops_per_point: dict) -> float:
+    """PE cycles per point at one action per cycle: the operations the PE has chain in one cycle; each missing
+    one adds one cycle per action of its (recursive) decomposition."""
     unit_ops = hw.compute[array].operations
-    decomposed = sum(count * sum(hw.op_decomposition[op].values())
-                     for op, count in ops_per_point.items() if count and not _direct(unit_ops, op))
-    direct = any(count and _direct(unit_ops, op) for op, count in ops_per_point.items())
+    decomposed = sum(count * sum(actions_of(hw, array, op).values())
+                     for op, count in ops_per_point.items() if count and _direct_action(unit_ops, op) is None)
+    direct = any(count and _direct_action(unit_ops, op) is not None for op, count in ops_per_point.items())
     return max(decomposed, 1 if direct else 0)
 
 
 def energy_per_point_pj(hw: HardwareSpec, array: str, ops_per_point: dict) -> float:
+    """Σ over a point's operations of count × Σ over its actions (``actions_of``) of n × the array's pJ per
+    action. An action the array's ``energy_pj_per_op`` does not price is refused, not charged 0."""
     unit = hw.compute[array]
     table = unit.energy_pj_per_op or {}
     total = 0.0
     for op, count in ops_per_point.items():
         if not count:
             continue
-        if _direct(unit.operations, op):
-            total += count * table.get(op if op in unit.operations else "mac", 0.0)
-        else:
-            total += count * sum(n * table.get(sub, 0.0) for sub, n in hw.op_decomposition[op].items())
+        for action, n in actions_of(hw, array, op).items():
+            if action not in table:
+                raise SimlibInputError(hw.source_file or hw.name, f"compute.{array}.energy_pj_per_op",
+                                       f"no energy for '{action}', which {array} executes"
+                                       + (f" (for '{op}')" if action != op else "")
+                                       + f"; expected its pJ per action there ({action}: <pJ>)")
+            total += count * n * table[action]
     return total
 
 
@@ -105,9 +154,10 @@ def _einsum_table(workload: Workload, hw: HardwareSpec, placed: dict, sizes: dic
             continue
         points = bound.iteration_points(i)
         cpp = cycles_per_point(hw, array, einsum.ops_per_point)
+        unit = hw.compute[array]
         rows.append({"einsum": einsum.output.name, "array": array, "points": points,
                      "macs": points * einsum.ops_per_point.get("mac", 0),
-                     "cycles": points * cpp / hw.compute[array].pe_count,
+                     "cycles": points * cpp / (unit.pe_count * unit.ops_per_cycle),
                      "energy_pj": points * energy_per_point_pj(hw, array, einsum.ops_per_point),
                      "per_epoch": _has_m(workload.cascade, einsum)})
     return rows
@@ -149,9 +199,11 @@ def _register_energy_pj(hw: HardwareSpec, design: DesignSpec, per_einsum: list[d
     cost the same; otherwise the design must give {reads: R, writes: W}."""
     total = 0.0
     for array, accesses in design.rf_accesses_per_mac.items():
-        level = next((m for m in hw.memory if m.kind == "registers" and m.per == array), None)
+        level = register_level(hw, array)
         if level is None:
-            continue
+            raise SimlibInputError(design.source_file or design.name, f"rf_accesses_per_mac.{array}",
+                                   f"{hw.name} has no register file for {array} (a memory level of kind registers "
+                                   f"with per: {array}), so its accesses cannot be priced")
         read_pj, write_pj = per_access_pj(level)
         macs = sum(r["macs"] for r in per_einsum if r["array"] == array)
         if isinstance(accesses, RegisterAccesses):
@@ -183,6 +235,51 @@ def _row_state_words(workload: Workload, sizes: dict) -> int:
     return words
 
 
+def two_d_array(hw: HardwareSpec, design: DesignSpec) -> str:
+    """The design's 2D PE array, by its structure: the one bound array whose mesh has two dimensions (FuseMax's
+    and FLAT's 256 × 256 ``pe_2d``), whatever order the design lists its arrays in."""
+    arrays = [a for a in hw.compute if a in design.binding and len(hw.compute[a].mesh or ()) == 2]
+    if len(arrays) != 1:
+        raise SimlibInputError(design.source_file or design.name, "binding",
+                               f"expected exactly one bound PE array with a 2-dimensional mesh (the 2D array) in "
+                               f"{hw.name}, got {', '.join(arrays) or 'none'}")
+    return arrays[0]
+
+
+def softmax_array(hw: HardwareSpec, design: DesignSpec) -> str:
+    """The array that holds a row-fused design's softmax: of the bound arrays other than the 2D array, the one
+    the most Einsums are bound to (FLAT: ``pe_1d`` with GM, SN, SD, A); ties go to the first in the hardware
+    file, so the design YAML's order of arrays does not matter."""
+    main = two_d_array(hw, design)
+    others = [a for a in hw.compute if a in design.binding and a != main]
+    return max(others, key=lambda a: len(design.binding[a]))        # max keeps the first of equals
+
+
+def _tile_parts(n: int, tile: int) -> list[tuple[int, int]]:
+    """(size, count) of the tiles of ``tile`` that cover ``n`` elements: n // tile full tiles and, when tile does
+    not divide n, one partial tile of n mod tile (n = 6, tile 4: [(4, 1), (2, 1)])."""
+    return [(size, count) for size, count in ((tile, n // tile), (n % tile, 1)) if size and count]
+
+
+def query_tile_groups(p_tiles: int, p1_max: int) -> tuple[int, int]:
+    """(P1, K/V streams) for ``p_tiles`` query tiles when at most ``p1_max`` ≥ 1 of them fit in the buffer at once.
+
+    The FuseMax artifact (reference/fusemax.md) takes P1 = the largest factor of P / P0 that fits, so K and V
+    are streamed p_tiles / P1 times. A tile count with no large factor (a prime) would then stream them once per
+    tile; instead P1 may also be the largest power of two that fits, with the last group partial:
+    ceil(p_tiles / P1) streams (the artifact's own choice at the tile count rounded up to a power of two). The
+    fewer streams wins, the factor on a tie. At a power-of-two tile count every factor is a power of two, so
+    both give the artifact's P1 (the published sizes). FuseMax, E = 64 (P1max 251): 256 tiles -> (128, 2);
+    257 tiles -> factor 1 (257 streams) or 128 (3 streams) -> (128, 3); 384 tiles -> factor 192 (2 streams) or
+    128 (3) -> (192, 2)."""
+    limit = min(p1_max, p_tiles)
+    factor = next(d for d in range(limit, 0, -1) if p_tiles % d == 0)
+    power = 1 << (limit.bit_length() - 1)
+    if math.ceil(p_tiles / power) < p_tiles // factor:
+        return power, math.ceil(p_tiles / power)
+    return factor, p_tiles // factor
+
+
 def predict_design(design: DesignSpec, workload: Workload, hw: HardwareSpec, *, batch: int, heads: int,
                    seq_q: int, seq_kv: int, head_dim: int, head_dim_v: int | None = None,
                    dtype: str = "fp16") -> dict:
@@ -194,7 +291,7 @@ def predict_design(design: DesignSpec, workload: Workload, hw: HardwareSpec, *, 
     clock = hw.clock_hz
     bh = batch * heads
     m0, p0 = design.tile["M0"], design.tile["P0"]
-    arrays = list(design.binding)
+    arrays = [a for a in hw.compute if a in design.binding]
     source = design.source_file or design.name
     per_einsum: list[dict]
 
@@ -216,30 +313,45 @@ def predict_design(design: DesignSpec, workload: Workload, hw: HardwareSpec, *, 
 
         m1, p_tiles = math.ceil(seq_kv / m0), math.ceil(seq_q / p0)
         epoch, last = stage_cycles(False), stage_cycles(True)
-        cycles = bh * p_tiles * ((m1 - 1) * epoch + last)
-        busy = {a: bh * p_tiles * sum(r["cycles"] * (m1 if r["per_epoch"] else 1) for r in table.values()
-                                      if r["array"] == a) for a in arrays}
-        compute_pj = bh * p_tiles * sum(r["energy_pj"] * (m1 if r["per_epoch"] else 1) for r in table.values())
+        cycles = bh * p_tiles * ((m1 - 1) * epoch + last)       # whole epochs, partial tiles included
+        # real work: each full or partial tile at its own size; an Einsum without M once per query tile
+        work = {n: {"einsum": n, "array": r["array"], "cycles": 0.0, "macs": 0, "energy_pj": 0.0}
+                for n, r in table.items()}
+        m_parts = _tile_parts(seq_kv, m0)
+        for pp, p_count in _tile_parts(seq_q, p0):
+            for i, (mm, m_count) in enumerate(m_parts):
+                for r in _einsum_table(workload, hw, placed, {**tile, "seq_q": pp, "seq_kv": mm, "block_kv": mm}):
+                    times = bh * p_count * (m_count if r["per_epoch"] else 1 if i == 0 else 0)
+                    for key in ("cycles", "macs", "energy_pj"):
+                        work[r["einsum"]][key] += times * r[key]
+        busy = {a: sum(w["cycles"] for w in work.values() if w["array"] == a) for a in arrays}
+        compute_pj = sum(w["energy_pj"] for w in work.values())
         state = _row_state_words(workload, tile)
         kv_tile = m0 * (head_dim + head_dim_v)
-        p1 = next((d for d in range(p_tiles, 0, -1) if p_tiles % d == 0
-                   and kv_tile + d * p0 * state <= buffer_words), None)
-        if p1 is None:
+        # P1max: the most query tiles whose row state fits beside one K and one V tile
+        p1_max = (math.floor((buffer_words - kv_tile) / (p0 * state)) if state
+                  else p_tiles if kv_tile <= buffer_words else 0)
+        if p1_max < 1:
             raise SimlibInputError(hw.source_file or hw.name, "memory", f"a {m0}x{p0} tile does not fit: one K and V "
                                                                         f"tile and {p0} rows of state need "
                                                                         f"{(kv_tile + p0 * state) * word:.0f} B, "
                                                                         f"the buffer has {buffer_words * word:.0f} B")
-        streams = p_tiles // p1
+        p1, streams = query_tile_groups(p_tiles, p1_max)
         read_bytes = bh * word * (seq_q * head_dim + streams * seq_kv * (head_dim + head_dim_v))  # Q; K, V
         write_bytes = bh * word * seq_q * head_dim_v                                              # AV
         dram_bytes = read_bytes + write_bytes
-        per_einsum = [{"einsum": n, "array": r["array"], "cycles": bh * p_tiles * r["cycles"] * (m1 if r["per_epoch"] else 1),
-                       "macs": bh * p_tiles * r["macs"] * (m1 if r["per_epoch"] else 1)} for n, r in table.items()]
+        per_einsum = [{k: w[k] for k in ("einsum", "array", "cycles", "macs")} for w in work.values()]
         latency_cycles = max(cycles, dram_bytes / dram.bandwidth_bytes_per_s * clock)
         extra = {"p1": p1, "kv_streams": streams}
     else:
         full = {"batch": 1, "heads": 1, "seq_q": seq_q, "seq_kv": seq_kv, "head_dim": head_dim,
                 "head_dim_v": head_dim_v}
+        if "block_kv" in workload.parameter_names():         # a blocked cascade (1-pass): M0 blocks M
+            if seq_kv % m0:
+                raise SimlibInputError(source, "tile.M0", f"cascade {workload.name} blocks M by block_kv, which a "
+                                                          f"{design.execution} design takes from its tile's M0 = "
+                                                          f"{m0}; expected seq_kv a multiple of it, got {seq_kv}")
+            full["block_kv"] = m0
         rows = _einsum_table(workload, hw, placed, full)
         busy = {a: bh * sum(r["cycles"] for r in rows if r["array"] == a) for a in arrays}
         compute_pj = bh * sum(r["energy_pj"] for r in rows)
@@ -249,7 +361,7 @@ def predict_design(design: DesignSpec, workload: Workload, hw: HardwareSpec, *, 
         if design.execution == "row_fused":
             r_rows = min(max(2 ** int(math.log2(max(buffer_words // seq_kv, 1))), p0), seq_q)
             spill = min(1.0, max(0.0, 1 - (buffer_words - RESERVED_TILES * m0 * p0) / (r_rows * seq_kv)))
-            spill_reads, spill_writes = _spill_accesses(workload, placed, design)
+            spill_reads, spill_writes = _spill_accesses(workload, placed, softmax_array(hw, design))
             # (read words, written words) of each mapping: Q per M0 column block, K and V per P0 row block, the
             # spilled scores; or QK and A through DRAM (each written once and read once), K and V per row block
             on_chip = (math.ceil(seq_kv / m0) * seq_q * head_dim + math.ceil(seq_q / p0) * seq_kv
@@ -287,16 +399,14 @@ def predict_design(design: DesignSpec, workload: Workload, hw: HardwareSpec, *, 
             "compute_s": {a: busy[a] / clock for a in arrays}, "per_einsum": per_einsum, **extra}
 
 
-def _spill_accesses(workload: Workload, placed: dict, design: DesignSpec) -> tuple[int, int]:
+def _spill_accesses(workload: Workload, placed: dict, softmax: str) -> tuple[int, int]:
     """(reads, writes) of DRAM a spilled score costs: the reads and the writes of M × P tensors by the Einsums on
-    the array that holds the softmax (the 1D array: the one the most Einsums are bound to outside the 2D array),
-    plus the write of the score matrix itself. The 3-pass cascade: GM, SN, SD and A read QK or SN (4 reads), SN
-    and A are written, and QK (3 writes)."""
-    softmax_array = [a for a in design.binding if a != next(iter(design.binding))][0]
+    the array that holds the softmax (``softmax_array``), plus the write of the score matrix itself. The 3-pass
+    cascade: GM, SN, SD and A read QK or SN (4 reads), SN and A are written, and QK (3 writes)."""
     cascade = workload.cascade
     reads, writes = 0, 1
     for einsum in cascade.einsums:
-        if placed.get(einsum.output.name) != softmax_array:
+        if placed.get(einsum.output.name) != softmax:
             continue
         for ref in einsum.reads:
             if {"M", "P"} <= {cascade.canonical_rank(rank_of(v)) for v in ref.variables}:
@@ -342,17 +452,21 @@ def layer_gemms(model: ModelSpec, tokens: int) -> list[tuple[str, int, int, int]
 
 def gemm_on_array(hw: HardwareSpec, design: DesignSpec, rows: int, cols: int, reduction: int,
                   dtype: str = "fp16") -> dict:
-    """A GEMM on the 2D array, output-stationary: each mesh-sized output tile takes ``reduction`` cycles; the
-    operands are read from DRAM and the product written to it once; latency max(compute, traffic / bandwidth);
-    the same PE dataflow on every design (GEMM_RF_ACCESSES_PER_MAC)."""
-    array = next(iter(design.binding))
-    mesh = hw.compute[array].mesh
-    cycles = math.ceil(rows / mesh[0]) * math.ceil(cols / mesh[-1]) * reduction
+    """A GEMM on the 2D array (``two_d_array``), output-stationary: each mesh-sized output tile stays in the array
+    while the reduction streams through, ``reduction`` / ops_per_cycle cycles per tile, so
+    cycles = ceil(rows / mesh[0]) · ceil(cols / mesh[1]) · reduction / ops_per_cycle; the operands are read from
+    DRAM and the product written to it once; latency max(compute, traffic / bandwidth); the same PE dataflow on
+    every design (GEMM_RF_ACCESSES_PER_MAC, charged where the array has a register file)."""
+    array = two_d_array(hw, design)
+    unit = hw.compute[array]
+    mesh = unit.mesh
+    cycles = math.ceil(rows / mesh[0]) * math.ceil(cols / mesh[-1]) * reduction / unit.ops_per_cycle
     word = dtype_bytes(dtype)
     read_bytes, write_bytes = word * (rows * reduction + reduction * cols), word * rows * cols
     dram_bytes = read_bytes + write_bytes
     macs = rows * cols * reduction
-    same_mapping = design.model_copy(update={"rf_accesses_per_mac": {array: GEMM_RF_ACCESSES_PER_MAC}})
+    registers = {array: GEMM_RF_ACCESSES_PER_MAC} if register_level(hw, array) else {}
+    same_mapping = design.model_copy(update={"rf_accesses_per_mac": registers})
     energy_pj = (macs * energy_per_point_pj(hw, array, {"mac": 1})
                  + _traffic_energy_pj(hw, read_bytes, write_bytes)
                  + _register_energy_pj(hw, same_mapping, [{"array": array, "macs": macs}]))

@@ -9,12 +9,10 @@ from __future__ import annotations
 from simlib.cli.values import check_positive_int, with_defaults
 from simlib.dtypes import DTYPE_BITS
 from simlib.errors import SimlibInputError
-from simlib.hardware.catalog import load_hardware
 from simlib.hardware.schema import HardwareSpec
 from simlib.models.spatial_attention import predict_design, predict_layer
-from simlib.models.spatial_design import load_design
+from simlib.models.spatial_design import design_hardware, design_workload, load_design
 from simlib.workload.model_spec import load_model
-from simlib.workload.workload import load_workload
 
 DEFAULTS = {"design": "fusemax", "model": "bert", "seq": 65536, "seq_q": None, "seq_kv": None, "batch": 64,
             "dtype": "fp16", "layer": False}
@@ -25,6 +23,8 @@ def _parameters(settings: dict) -> dict:
     if "seq" in settings and ("seq_q" in settings or "seq_kv" in settings):
         raise SimlibInputError("--set", "seq", "given with seq_q or seq_kv; seq sets both, give one or the other")
     params = with_defaults("fusemax", DEFAULTS, settings)
+    if "seq" in settings:                        # a bad seq is reported as seq, not as the seq_q it fills in
+        check_positive_int("seq", params["seq"])
     for name in ("seq_q", "seq_kv"):             # not given: seq; a given 0 is checked (and refused) below
         params[name] = params["seq"] if params[name] is None else params[name]
     for name in ("seq_q", "seq_kv", "batch"):
@@ -40,11 +40,11 @@ def run_design(design_name: str, params: dict, hw: HardwareSpec | None = None) -
     """Attention alone, or with ``layer`` the whole layer (attention + projections + MLP on the 2D array)."""
     design = load_design(design_name)
     shape = load_model(params["model"])
-    hw = hw or load_hardware(design.hardware)
+    hw = hw or design_hardware(design)
     if params["dtype"] not in hw.all_dtypes():
         raise SimlibInputError("--set", "dtype", f"{hw.name}'s arrays compute in {', '.join(sorted(hw.all_dtypes()))}"
                                                  f", not {params['dtype']}")
-    args = (design, load_workload(design.cascade), hw)
+    args = (design, design_workload(design), hw)
     if params.get("layer"):
         if params["seq_q"] != params["seq_kv"]:
             raise SimlibInputError("--set", "seq_q", "a whole layer needs seq_q = seq_kv (self attention)")

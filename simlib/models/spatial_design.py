@@ -14,12 +14,13 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 
-from simlib.catalog_paths import WORKLOAD_DIR, resolve
+from simlib.catalog_paths import HARDWARE_DIR, WORKLOAD_DIR, resolve
 from simlib.engine.units import assign
 from simlib.errors import SimlibInputError
+from simlib.hardware.catalog import load_hardware
 from simlib.hardware.schema import HardwareSpec
 from simlib.schema_errors import raise_for_validation
-from simlib.workload.workload import Workload
+from simlib.workload.workload import Workload, load_workload
 from simlib.yaml_loading import load_yaml_file
 
 DESIGN_DIR = WORKLOAD_DIR / "designs"
@@ -111,10 +112,47 @@ def load_design(name_or_path: str) -> DesignSpec:
     return _load(name_or_path, DESIGN_DIR, "design", DesignSpec)
 
 
+_REFERENCES = {"hardware": (HARDWARE_DIR, "hardware"), "cascade": (WORKLOAD_DIR, "workload")}
+
+
+def referenced_file(design: DesignSpec, field: Literal["hardware", "cascade"]) -> Path:
+    """The file a design's ``hardware`` or ``cascade`` names. A relative path (a name ending in .yaml/.yml or
+    containing '/') is looked up next to the design file first, so that a design and the files it names can
+    move together, then from the current directory; anything else is a catalog name (``fusemax``,
+    ``attention-1pass``). A name that resolves to nothing is the design file's error, in that field."""
+    directory, what = _REFERENCES[field]
+    value = getattr(design, field)
+    as_path = Path(value)
+    if design.source_file and not as_path.is_absolute() and (as_path.suffix in (".yaml", ".yml") or "/" in value):
+        beside = Path(design.source_file).parent / as_path
+        if beside.is_file():
+            return beside
+    try:
+        return resolve(value, directory, what)
+    except SimlibInputError as exc:
+        where = f" (looked next to the design file, in {Path(design.source_file).parent}, and in the current " \
+                f"directory)" if design.source_file else ""
+        message = f"{what} file '{value}' not found{where}" if exc.field is None else exc.message
+        raise SimlibInputError(design.source_file or design.name, field, message) from None
+
+
+def design_hardware(design: DesignSpec) -> HardwareSpec:
+    """The hardware the design names (``referenced_file``)."""
+    return load_hardware(str(referenced_file(design, "hardware")))
+
+
+def design_workload(design: DesignSpec) -> Workload:
+    """The cascade the design names (``referenced_file``)."""
+    return load_workload(str(referenced_file(design, "cascade")))
+
+
 def check_binding(design: DesignSpec, workload: Workload, hw: HardwareSpec) -> dict[str, str]:
-    """Einsum → array, after checking that every bound Einsum exists, every array exists, every computing
-    Einsum is bound once, and the bound array can run each of its operations (directly or decomposed)."""
+    """Einsum → array, after checking that every bound Einsum exists, every array exists and is a PE array (a
+    ``mesh`` of PEs, which the cycle counts divide by), every computing Einsum is bound once, the bound array
+    can run each of its operations (directly or decomposed), and every array given register-file accesses has
+    a register file to price them at."""
     source = design.source_file or design.name
+    hw_source = hw.source_file or hw.name
     if set(design.tile) != {"M0", "P0"}:
         raise SimlibInputError(source, "tile", "expected both M0 and P0 (the tile that fills the 2D array)")
     if design.execution == "row_fused" and len(design.binding) < 2:
@@ -125,6 +163,11 @@ def check_binding(design: DesignSpec, workload: Workload, hw: HardwareSpec) -> d
         if array not in hw.compute:
             raise SimlibInputError(source, f"binding.{array}", f"no PE array '{array}' in {hw.name} (expected one "
                                                                f"of: {', '.join(hw.compute)})")
+        if not hw.compute[array].mesh:
+            given = "peak_tflops" if hw.compute[array].peak_tflops else "ops_per_cycle_per_processor"
+            raise SimlibInputError(hw_source, f"compute.{array}",
+                                   f"a spatial design needs a PE array: expected a mesh (PEs per dimension, e.g. "
+                                   f"[256, 256]) with ops_per_cycle per PE, got {given}")
         for name in names:
             if name not in computing:
                 raise SimlibInputError(source, f"binding.{array}", f"no Einsum '{name}' computes in cascade "
@@ -133,6 +176,14 @@ def check_binding(design: DesignSpec, workload: Workload, hw: HardwareSpec) -> d
             if name in placed:
                 raise SimlibInputError(source, f"binding.{array}", f"Einsum '{name}' is bound twice")
             placed[name] = array
+    for array in design.rf_accesses_per_mac:
+        if array not in hw.compute:
+            raise SimlibInputError(source, f"rf_accesses_per_mac.{array}",
+                                   f"no PE array '{array}' in {hw.name} (expected one of: {', '.join(hw.compute)})")
+        if register_level(hw, array) is None:
+            raise SimlibInputError(source, f"rf_accesses_per_mac.{array}",
+                                   f"{hw.name} has no register file for {array} (a memory level of kind registers "
+                                   f"with per: {array}), so its accesses cannot be priced")
     missing = computing - placed.keys()
     if missing:
         raise SimlibInputError(source, "binding", f"Einsums not bound to any array: {', '.join(sorted(missing))}")
@@ -164,3 +215,8 @@ def check_binding(design: DesignSpec, workload: Workload, hw: HardwareSpec) -> d
             raise SimlibInputError(source, group_name, f"every bound Einsum goes in exactly one of the "
                                                        f"{group_name}; {what}")
     return placed
+
+
+def register_level(hw: HardwareSpec, array: str):
+    """The register file of each PE of ``array``: the memory level of kind registers with ``per: <array>``."""
+    return next((m for m in hw.memory if m.kind == "registers" and m.per == array), None)

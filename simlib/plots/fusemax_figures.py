@@ -18,12 +18,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from simlib.hardware.catalog import load_hardware
 from simlib.models.spatial_attention import predict_design
 from simlib.models.spatial_cli import run_design
-from simlib.models.spatial_design import load_design
+from simlib.models.spatial_design import design_hardware, design_workload, load_design
 from simlib.workload.model_spec import load_model
-from simlib.workload.workload import load_workload
 
 MODELS = ("bert", "trxl", "t5", "xlm")
 SEQS = (1024, 4096, 16384, 65536, 262144, 1048576)
@@ -91,7 +89,7 @@ def pareto_sweep(sides=(16, 32, 64, 128, 256, 512), model: str = "bert", seq: in
                  batch: int = 64) -> pd.DataFrame:
     """FuseMax with an s × s 2D array, s 1D PEs, the buffer scaled by (s / 256)²."""
     design = load_design("fusemax")
-    base = load_hardware(design.hardware)
+    base = design_hardware(design)
     shape = load_model(model)
     buffer_index = next(i for i, m in enumerate(base.memory) if m.kind == "scratchpad")
     rows = []
@@ -103,7 +101,7 @@ def pareto_sweep(sides=(16, 32, 64, 128, 256, 512), model: str = "bert", seq: in
         memory[buffer_index] = buffer.model_copy(update={"capacity_bytes": buffer.capacity_bytes * (side / 256) ** 2})
         hw = base.model_copy(update={"compute": compute, "memory": memory})
         sized = design.model_copy(update={"tile": {"M0": side, "P0": side}})
-        r = predict_design(sized, load_workload(design.cascade), hw, batch=batch, heads=shape.heads, seq_q=seq,
+        r = predict_design(sized, design_workload(design), hw, batch=batch, heads=shape.heads, seq_q=seq,
                            seq_kv=seq, head_dim=shape.head_dim)
         pes = side * side + side
         area_mm2 = (pes * base.compute["pe_2d"].area_um2_per_pe

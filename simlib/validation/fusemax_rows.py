@@ -16,7 +16,7 @@ COLUMNS = {"s": "measured_s", "j": "energy_j", "util_2d": "util_2d", "util_1d": 
 
 def fusemax_table(hardware: str | None = None) -> pd.DataFrame:
     """Long format: model, seq, quantity (design_quantity), published, predicted, error. ``hardware`` is ignored:
-    each design runs on its own YAML, as in the artifact."""
+    each design runs on its own YAML, as in the artifact (``simlib validate fusemax`` refuses --hardware)."""
     _, trace = read_trace(TRACE_DIR / TRACE)
     rows = []
     for (model, seq), group in trace.groupby(["model", "seq_q"], sort=False):

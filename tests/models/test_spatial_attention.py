@@ -327,11 +327,12 @@ def test_flat_traffic_splits_into_reads_and_writes_by_hand():
     (1/128 spilled, test_spill_rule_by_hand) reads are Q per 256-key block, K and V per 256-row block and the
     spill's reads, writes AV and the spill's writes. At 256K QK and A go through DRAM: each written once, read
     once."""
-    from simlib.models.spatial_attention import _spill_accesses
+    from simlib.models.spatial_attention import _spill_accesses, softmax_array
     design = load_design("flat")
     workload = load_workload("attention-3pass")
     placed = {name: array for array, names in design.binding.items() for name in names}
-    assert _spill_accesses(workload, placed, design) == (4, 3)
+    assert softmax_array(load_hardware("flat"), design) == "pe_1d"
+    assert _spill_accesses(workload, placed, "pe_1d") == (4, 3)
     n, bh, word = 16384, 64 * 12, 2
     mid = run_design("flat", {"model": "bert", "seq_q": n, "seq_kv": n, "batch": 64, "dtype": "fp16"})
     assert mid["bytes"]["dram_read"] == pytest.approx(bh * word * ((n // 256) * n * 64 + (n // 256) * n * 128
@@ -414,3 +415,227 @@ def test_a_zero_sequence_length_is_refused_not_replaced_by_seq(settings, field):
     out = run("predict", "fusemax", *[a for s in settings for a in ("--set", s)])
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert f"--set: {field}: expected a positive integer, got 0" in out.stderr, out.stderr
+
+
+# --- review fixes: padded tiles, K/V streams, array order, PE arrays, decomposition, ops_per_cycle, paths ---
+
+def _tiny(design="tiny_fusemax.yaml", hardware="tiny_array.yaml", cascade="attention-1pass", seq=8, **kw):
+    return predict_design(load_design(str(DATA / design)), load_workload(cascade), load_hardware(str(DATA / hardware)),
+                          batch=1, heads=1, seq_q=kw.pop("seq_q", seq), seq_kv=kw.pop("seq_kv", seq), head_dim=2,
+                          **kw)
+
+
+def test_padded_tiles_take_time_but_do_no_work():
+    """The 4x4 example of test_hand_worked_4x4_array at seq 6 (6 = one full tile of 4 + one partial tile of 2 on
+    both P and M), E = F = 2. Time keeps whole tiles: 2 query tiles x 2 epochs, 60 cycles as at seq 8.
+    Work counts only the 6 x 6 real scores. Per real (m, p): 2D PE-cycles BQK 2 + LM 1 + SLN 7 + SLD 1 + SLNV 2 =
+    13, energy 20 + 1 + 62 + 1 + 20 = 104 pJ; per real (M block, p), 2 blocks x 6 rows = 12: 1D PE-cycles
+    RM 1 + PRM 7 + SPD 1 + RD 1 + SPNV 2 + RNV 2 = 14, energy 1 + 62 + 10 + 1 + 20 + 2 = 96 pJ; AV 2 x 6 = 12
+    divides (1 cycle, 5 pJ each).
+    2D: 36 * 13 = 468 PE-cycles / 16 PEs = 29.25 cycles; 1D: (12 * 14 + 12) / 4 = 45 cycles.
+    MACs on the 2D array (closed form): BQK P*M*E + SLNV F*M*P = 72 + 72 = 144 (padded tiles would give 256).
+    DRAM: Q 12 + K, V twice (P1 = 1, test_hand_worked_4x4_array) 2 * 6 * 4 = 48 + AV 12 = 72 words = 144 B,
+    18 accesses at 8 pJ. Energy 36 * 104 + 12 * 96 + 12 * 5 + 144 = 5100 pJ."""
+    r = _tiny(seq=6)
+    assert r["time_s"] == pytest.approx(60e-9)
+    assert r["utilization"] == pytest.approx({"pe_2d": 29.25 / 60, "pe_1d": 45 / 60})
+    assert sum(e["macs"] for e in r["per_einsum"] if e["array"] == "pe_2d") == 144
+    assert r["bytes"]["dram"] == 144
+    assert r["energy_j"] == pytest.approx(5100e-12, rel=1e-12)
+
+
+def test_one_more_token_than_a_tile_is_not_four_tiles_of_work():
+    """FuseMax (256 x 256 tiles), BERT, batch 1 (12 heads): at seq 257 the MACs of BQK and SLNV are
+    12 * (E + F) * 257^2 (closed form), not the 4 full tiles' 12 * 128 * 512^2, and the time of 4 tile-epochs
+    with 257^2/256^2 of the work keeps utilization below that at 256."""
+    params = {"model": "bert", "batch": 1, "dtype": "fp16"}
+    at = {n: run_design("fusemax", {**params, "seq_q": n, "seq_kv": n}) for n in (256, 257)}
+    for n, r in at.items():
+        assert sum(e["macs"] for e in r["per_einsum"] if e["array"] == "pe_2d") == 12 * 128 * n * n
+    assert at[257]["utilization"]["pe_2d"] < at[256]["utilization"]["pe_2d"]
+    assert at[257]["energy_j"] / at[256]["energy_j"] == pytest.approx(257 ** 2 / 256 ** 2, rel=0.01)
+
+
+@pytest.mark.parametrize("p_tiles, p1_max, expected", [
+    (256, 251, (128, 2)),     # power of two: largest factor <= 251 is 128 (the artifact's rule), 2 streams
+    (4096, 251, (128, 32)),   # 1M tokens: factor 128, 32 streams (the published traffic)
+    (64, 251, (64, 1)),       # everything fits: one stream
+    (257, 251, (128, 3)),     # prime: factor 1 -> 257 streams; groups of 128 (last partial) -> ceil(257/128) = 3
+    (384, 251, (192, 2)),     # 3 * 128: factor 192 -> 2 streams beats groups of 128 -> 3
+    (12, 251, (12, 1))])      # fewer tiles than fit
+def test_query_tile_groups_by_hand(p_tiles, p1_max, expected):
+    from simlib.models.spatial_attention import query_tile_groups
+    assert query_tile_groups(p_tiles, p1_max) == expected
+
+
+def test_a_prime_tile_count_does_not_stream_kv_per_tile():
+    """FuseMax, BERT, seq 65792 = 257 tiles of 256 (prime): P1max 251 (test_buffer_sizing_rule_by_hand), groups
+    of 128, K and V streamed 3 times (not 257). Bytes: 768 heads x 2 B x seq x (Q 64 + AV 64 + 3 x (K, V) 128)."""
+    n = 65792
+    r = run_design("fusemax", {"model": "bert", "seq_q": n, "seq_kv": n, "batch": 64, "dtype": "fp16"})
+    assert (r["p1"], r["kv_streams"]) == (128, 3)
+    assert r["bytes"]["dram"] == 768 * 2 * n * (64 + 64 + 3 * 128)
+
+
+@pytest.mark.parametrize("shipped, swapped", [("fusemax", "fusemax_swapped.yaml"), ("flat", "flat_swapped.yaml")])
+@pytest.mark.parametrize("layer", [False, True])
+def test_the_order_of_arrays_in_a_design_changes_nothing(shipped, swapped, layer):
+    """The shipped designs and copies listing pe_1d before pe_2d give the same prediction (FLAT's softmax array
+    and the GEMMs' 2D array are chosen by structure)."""
+    params = {"model": "bert", "seq_q": 16384, "seq_kv": 16384, "batch": 64, "dtype": "fp16", "layer": layer}
+    a, b = run_design(shipped, params), run_design(str(DATA / swapped), params)
+    for key in ("time_s", "energy_j"):
+        assert b[key] == pytest.approx(a[key], rel=1e-12), key
+    assert b["bytes"] == pytest.approx(a["bytes"], rel=1e-12)
+    assert b["utilization"] == pytest.approx(a["utilization"], rel=1e-12)
+    assert list(b["utilization"]) == list(a["utilization"])
+
+
+def test_gemm_runs_on_the_2d_array_whatever_the_order():
+    """test_gemm_energy_reads_and_writes_by_hand's 4 x 4 x 2 GEMM (464 pJ) with the design's arrays listed the
+    other way round: still on pe_2d, whose register reads (32 at 1 pJ) are charged."""
+    from simlib.models.spatial_attention import gemm_on_array
+    g = gemm_on_array(_rw(), load_design(str(DATA / "tiny_fusemax_rw_swapped.yaml")), 4, 4, 2)
+    assert g["energy_j"] == pytest.approx(464e-12, rel=1e-12)
+
+
+def test_a_compute_unit_without_a_mesh_is_refused():
+    hw = DATA / "no_mesh.yaml"
+    out = run("predict", "fusemax", "--hardware", str(hw), "--set", f"design={DATA / 'tiny_fusemax.yaml'}",
+              "--set", "seq=8")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert f"{hw}: compute.pe_2d: a spatial design needs a PE array: expected a mesh" in out.stderr, out.stderr
+
+
+def test_nested_decomposition_by_hand():
+    """nested_decomposition.yaml: exp = 6 MACs + 1 div, div = 4 MACs. On the 2D array (no divider) an exp is
+    6 + 4 = 10 MACs: 10 cycles, 100 pJ; on the 1D array (divider) 6 MACs + 1 div: 7 cycles, 65 pJ.
+    Per epoch (cycles, as in test_hand_worked_4x4_array): 2D BQK 2, LM 1, SLN 16 * 10 / 16 = 10, SLD 1, SLNV 2;
+    1D RM 1, PRM 7, SPD 1, RD 1, SPNV 2, RNV 2, AV 2. Stages max(3, 3) + 1 + max(11, 8) + max(2, 2) = 17; the
+    last epoch max(3, 5) + 14 = 19: 2 tiles * (17 + 19) = 72 cycles. Busy: 2D 4 * 16 = 64, 1D 2 * (2 * 14 + 2) =
+    60. Energy per tile-epoch: 2D 320 + 16 + 16 * (1 + 100) + 16 + 320 = 2288, 1D 4 + 4 * (1 + 65) + 40 + 4 + 80
+    + 8 = 400; AV 40 per tile: 2 * (2 * 2688 + 40) = 10832, DRAM 192: 11024 pJ."""
+    r = _tiny(hardware="nested_decomposition.yaml")
+    assert r["time_s"] == pytest.approx(72e-9)
+    assert r["utilization"] == pytest.approx({"pe_2d": 64 / 72, "pe_1d": 60 / 72})
+    assert r["energy_j"] == pytest.approx(11024e-12, rel=1e-12)
+
+
+def test_an_operation_without_an_energy_is_refused(tmp_path):
+    """tiny_array without the 1D divide's energy: AV's divides are refused, not priced 0."""
+    hw = tmp_path / "hw.yaml"
+    hw.write_text((DATA / "tiny_array.yaml").read_text().replace("max: 1, div: 5}", "max: 1}"))
+    out = run("predict", "fusemax", "--hardware", str(hw), "--set", f"design={DATA / 'tiny_fusemax.yaml'}",
+              "--set", "seq=8")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert f"{hw}: compute.pe_1d.energy_pj_per_op: no energy for 'div'" in out.stderr, out.stderr
+
+
+def test_ops_per_cycle_divides_the_cycles_by_hand():
+    """tiny_array_1d_x2: 1D PEs do 2 actions per cycle, so the 1D cycles of test_hand_worked_4x4_array halve:
+    RM .5, PRM 3.5, SPD .5, RD .5, SPNV 1, RNV 1, AV 1. Stages max(3, 1.5) + .5 + max(8, 4) + max(2, 1) = 13.5;
+    the last epoch max(3, 2.5) + 10.5 = 13.5: 2 tiles * 27 = 54 cycles. Busy 2D 52, 1D 2 * (2 * 7 + 1) = 30.
+    Energy is per action, unchanged: 8272 + 192 pJ."""
+    r = _tiny(hardware="tiny_array_1d_x2.yaml")
+    assert r["time_s"] == pytest.approx(54e-9)
+    assert r["utilization"] == pytest.approx({"pe_2d": 52 / 54, "pe_1d": 30 / 54})
+    assert r["energy_j"] == pytest.approx(8464e-12, rel=1e-12)
+
+
+def test_ops_per_cycle_divides_a_gemms_cycles():
+    """test_gemm_on_the_array_by_hand's FFN up-projection on a 2D array of 2 MACs per PE per cycle: 256 x 12
+    tiles x 768 / 2 cycles = 1.255 ms at 940 MHz, still above its 1.18 ms of traffic."""
+    from simlib.models.spatial_attention import gemm_on_array
+    hw = load_hardware("fusemax")
+    hw = hw.model_copy(update={"compute": {**hw.compute,
+                                           "pe_2d": hw.compute["pe_2d"].model_copy(update={"ops_per_cycle": 2})}})
+    g = gemm_on_array(hw, load_design("fusemax"), 65536, 3072, 768)
+    assert g["time_s"] == pytest.approx(256 * 12 * 768 / 2 / 0.94e9)
+
+
+def test_a_design_finds_its_hardware_next_to_it(tmp_path, monkeypatch):
+    """hardware: parts/tiny.yaml is read next to the design file, from any current directory."""
+    from simlib.models.spatial_design import design_hardware
+    (tmp_path / "parts").mkdir()
+    (tmp_path / "parts" / "tiny.yaml").write_text((DATA / "tiny_array.yaml").read_text())
+    design = tmp_path / "design.yaml"
+    design.write_text((DATA / "tiny_fusemax.yaml").read_text().replace("hardware: tiny_array.yaml",
+                                                                       "hardware: parts/tiny.yaml"))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    hw = design_hardware(load_design(str(design)))
+    assert hw.name == "tiny_array" and hw.source_file == str(tmp_path / "parts" / "tiny.yaml")
+    assert design_hardware(load_design("fusemax")).name == "fusemax"        # catalog names still work
+
+
+@pytest.mark.parametrize("field, old, new, fragment", [
+    ("hardware", "hardware: tiny_array.yaml", "hardware: missing.yaml", "hardware file 'missing.yaml' not found"),
+    ("hardware", "hardware: tiny_array.yaml", "hardware: nosuch", "unknown hardware 'nosuch'"),
+    ("cascade", "cascade: attention-1pass", "cascade: nosuch.yaml", "workload file 'nosuch.yaml' not found")])
+def test_a_design_naming_a_missing_file_names_the_design_and_the_field(tmp_path, field, old, new, fragment):
+    design = tmp_path / "design.yaml"
+    text = (DATA / "tiny_fusemax.yaml").read_text()
+    if field == "cascade":                              # its hardware, found where the design's copy is not
+        text = text.replace("hardware: tiny_array.yaml", f"hardware: {DATA / 'tiny_array.yaml'}")
+    design.write_text(text.replace(old, new))
+    out = run("predict", "fusemax", "--set", f"design={design}", "--set", "seq=8")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert f"{design}: {field}: {fragment}" in out.stderr, out.stderr
+
+
+def test_phases_on_a_blocked_cascade_take_block_kv_from_the_tile():
+    """tiny_phases_1pass: the 1-pass cascade in one phase on the 4x4 array, seq 8, block_kv = M0 = 4. Cycles at
+    full size: 2D BQK 128/16 = 8, LM 4, SLN 64 * 7 / 16 = 28, SLD 4, SLNV 8: 52; 1D (M1 = 2 blocks x 8 rows = 16)
+    RM 4, PRM 28, SPD 4, RD 4, SPNV 8, RNV 8, AV 16/4 = 4: 60. Traffic: Q, K, V read (16 words each = 96 B), AV
+    written (32 B): 12.8 ns < 60. Energy: the same points as the pipelined schedule, 8272 pJ, + DRAM 16
+    accesses x 8 = 128: 8400 pJ."""
+    r = _tiny(design="tiny_phases_1pass.yaml")
+    assert r["time_s"] == pytest.approx(60e-9)
+    assert (r["bytes"]["dram_read"], r["bytes"]["dram_write"]) == (96, 32)
+    assert r["energy_j"] == pytest.approx(8400e-12, rel=1e-12)
+
+
+def test_phases_on_a_blocked_cascade_need_seq_kv_a_multiple_of_m0():
+    from simlib.errors import SimlibInputError
+    with pytest.raises(SimlibInputError) as caught:
+        _tiny(design="tiny_phases_1pass.yaml", seq=6)
+    assert caught.value.source == str(DATA / "tiny_phases_1pass.yaml") and caught.value.field == "tile.M0"
+
+
+@pytest.mark.parametrize("accesses, array, fragment", [
+    ("{pe_9d: 2}", "pe_9d", "no PE array 'pe_9d'"),
+    ("{pe_1d: {reads: 1, writes: 0}}", "pe_1d", "has no register file for pe_1d")])
+def test_register_accesses_of_an_array_without_registers_are_refused(tmp_path, accesses, array, fragment):
+    design = tmp_path / "design.yaml"
+    design.write_text((DATA / "tiny_fusemax_rw.yaml").read_text().replace("{pe_2d: {reads: 2, writes: 1}}",
+                                                                          accesses))
+    out = run("predict", "fusemax", "--hardware", str(DATA / "tiny_array_rw.yaml"), "--set", f"design={design}",
+              "--set", "seq=8")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert f"{design}: rf_accesses_per_mac.{array}: " in out.stderr and fragment in out.stderr, out.stderr
+
+
+def test_validate_fusemax_refuses_hardware():
+    out = run("validate", "fusemax", "--hardware", "h100", "--no-report")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "--hardware: the fusemax rows run each design on its own hardware" in out.stderr, out.stderr
+
+
+def test_validate_fusemax_out_writes_the_printed_rows(tmp_path):
+    """--out holds the same rows as --json (latency, energy, utilization and traffic: 12 x 11)."""
+    import pandas as pd
+    csv = tmp_path / "rows.csv"
+    out = run("validate", "fusemax", "--out", str(csv), "--no-report", "--json")
+    assert out.returncode == 0, out.stderr
+    printed = pd.DataFrame(json.loads(out.stdout))
+    written = pd.read_csv(csv)
+    assert len(written) == len(printed) == 12 * 11
+    assert list(written["quantity"]) == list(printed["quantity"])
+    assert written["predicted"].to_numpy() == pytest.approx(printed["predicted"].to_numpy(), rel=1e-12)
+
+
+def test_a_bad_seq_is_reported_as_seq():
+    out = run("predict", "fusemax", "--set", "seq=-5")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "--set: seq: expected a positive integer, got -5" in out.stderr, out.stderr

@@ -196,7 +196,8 @@ def figure(name: str = typer.Argument(..., help="Figure set: 'attention', 'gna',
 @app.command()
 def frontier(name: str = typer.Argument(..., help="Frontier: 'tts' (cost-accuracy of test-time scaling)."),
              csv_path: str = typer.Option(..., "--csv", help="Accuracy table: model, strategy, samples, gen_len, "
-                                                             "accuracy (optional: prompt_len, attention, ...)."),
+                                                             "accuracy (optional: prompt_len, intensity, attention, "
+                                                             "...; one accuracy scale, 0-1 or %)."),
              hardware: str = typer.Option("b200", "--hardware", "-H"),
              dtype: str = typer.Option("fp8", "--dtype", help="Sets the intensity: peak FLOP/s / HBM bandwidth."),
              intensity: Optional[float] = typer.Option(None, "--intensity", help="FLOP per byte, overrides."),
@@ -210,8 +211,8 @@ def frontier(name: str = typer.Argument(..., help="Frontier: 'tts' (cost-accurac
     with input_errors():
         if name != "tts":
             raise SimlibInputError(None, "frontier", f"unknown frontier {name!r} (expected: tts)")
-        if intensity is not None and not intensity > 0:
-            raise SimlibInputError(None, "--intensity", f"expected a positive FLOP per byte, got {intensity}")
+        if intensity is not None and not 0 < intensity < float("inf"):      # NaN and inf refused too
+            raise SimlibInputError(None, "--intensity", f"expected a finite FLOP per byte > 0, got {intensity}")
         if prompt_len <= 0:
             raise SimlibInputError(None, "--prompt-len", f"expected a positive token count, got {prompt_len}")
         value = intensity or default_intensity(load_hardware(hardware), dtype)
@@ -304,6 +305,9 @@ def validate(name: str = typer.Argument(..., help="A trace file (CSV or Parquet)
     tables = {"attention": attention_throughput.throughput_table, "gna": gna_runtime.gna_runtime_table,
               "fusemax": fusemax_rows.fusemax_table}
     with input_errors():
+        if name == "fusemax" and hardware is not None:
+            raise SimlibInputError(None, "--hardware", "the fusemax rows run each design on its own hardware, as in "
+                                                       "the artifact")
         if name == "all":
             paths = sorted([*TRACE_DIR.rglob("*.csv"), *TRACE_DIR.rglob("*.parquet")])
         elif name in tables:
@@ -325,8 +329,8 @@ def validate(name: str = typer.Argument(..., help="A trace file (CSV or Parquet)
             table = pd.concat(parts, ignore_index=True)
         # a named set is a shipped trace read through its own table; its errors CSV and plots come from that trace
         rows = table if paths else validate_trace(TRACE_DIR / named[name].TRACE, hardware).assign(trace=name)
-        if out:
-            rows.to_csv(out, index=False)
+        if out:          # fusemax: the printed rows (energy, utilization, traffic too), not the latency trace's
+            (table if name == "fusemax" else rows).to_csv(out, index=False)
         drawn = []
         if not no_report:
             drawn = [p for label in rows["trace"].unique()

@@ -1,12 +1,15 @@
 """``simlib predict tts``: the Kinetics cost of a test-time-scaling request on a model and a GPU."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from simlib.cli.values import check_positive_int, with_defaults
-from simlib.dtypes import dtype_bytes
+from simlib.dtypes import DTYPE_BITS, dtype_bytes
 from simlib.errors import SimlibInputError
 from simlib.hardware.schema import HardwareSpec
+from simlib.models.attention_cli import MAX_SEQ
 from simlib.models.kinetics import ATTENTION_VARIANTS, decode_seconds, prefill_cost, tts_cost
 from simlib.workload.model_spec import ModelSpec, load_model
 
@@ -15,33 +18,63 @@ DEFAULTS = {"model": None, "prompt_len": 1000, "gen_len": 16384, "samples": 1, "
             "full_fraction": None, "intensity": None, "dtype": "fp8", "serving_batch": 1}
 NEEDS = {"topk": ("budget",), "blocktopk": ("block_size", "block_topk", "local"), "window": ("window",),
          "duo": ("window", "full_fraction"), "dense": ()}
+SPARSE = ("budget", "block_size", "block_topk", "local", "window", "full_fraction")
+# the longest generation per sample: the attention models' sequence cap (attention_cli.MAX_SEQ, 2**26 tokens);
+# decode_seconds walks the steps in bounded chunks, so this bounds its time, not its memory
+MAX_GEN_LEN = MAX_SEQ
+
+
+def _check_sparse(name: str, value) -> None:
+    """local: a whole number of keys >= 0 (B = local + block_size·block_topk is valid with no local window);
+    full_fraction: a fraction of the heads in [0, 1]; the others: positive whole numbers."""
+    if name == "full_fraction":
+        if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+                or not 0 <= value <= 1):
+            raise SimlibInputError("--set", name, f"expected a fraction of heads, a number in [0, 1], got {value!r}")
+    elif name == "local":
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise SimlibInputError("--set", name, f"expected a whole number of keys >= 0, got {value!r}")
+    else:
+        check_positive_int(name, value)
 
 
 def tts_parameters(settings: dict) -> dict:
+    """``predict tts``'s settings over DEFAULTS, each checked: lengths and counts positive whole numbers, gen_len
+    (one or a list) at most MAX_GEN_LEN, a known attention variant and dtype, intensity a finite FLOP per byte
+    > 0. Every sparse setting given (SPARSE) is checked whatever the attention variant, and the variant's own
+    (NEEDS) must be given; one the variant does not use is accepted and ignored, so that one table or sweep can
+    give a budget for its top-k rows next to dense rows."""
     params = with_defaults("tts", DEFAULTS, settings)
     if params["model"] is None:
         raise SimlibInputError("--set", "model", "tts needs a model, e.g. --set model=qwen3-8b (or a config.json)")
+    if not isinstance(params["model"], str):
+        raise SimlibInputError("--set", "model", f"expected a model name or a model YAML / config.json path, got "
+                                                 f"{params['model']!r}")
     lengths = params["gen_len"] if isinstance(params["gen_len"], list) else [params["gen_len"]]
     for value in lengths:
         check_positive_int("gen_len", value)
+        if value > MAX_GEN_LEN:
+            raise SimlibInputError("--set", "gen_len", f"expected at most {MAX_GEN_LEN} generated tokens per sample "
+                                                       f"(2**26, the attention models' sequence cap), got {value}")
     params["gen_len"] = lengths
     for name in ("prompt_len", "samples", "serving_batch"):
         check_positive_int(name, params[name])
-    if params["attention"] not in ATTENTION_VARIANTS:
+    if not isinstance(params["attention"], str) or params["attention"] not in ATTENTION_VARIANTS:
         raise SimlibInputError("--set", "attention", f"unknown attention {params['attention']!r} (expected one "
                                                      f"of: {', '.join(ATTENTION_VARIANTS)})")
+    if not isinstance(params["dtype"], str) or params["dtype"] not in DTYPE_BITS:
+        raise SimlibInputError("--set", "dtype", f"expected one dtype, one of: {', '.join(DTYPE_BITS)}; got "
+                                                 f"{params['dtype']!r}")
+    for name in SPARSE:
+        if params[name] is not None:
+            _check_sparse(name, params[name])
     for name in NEEDS[params["attention"]]:
         if params[name] is None:
             raise SimlibInputError("--set", name, f"attention={params['attention']} needs {name}")
-        if name == "full_fraction":
-            if isinstance(params[name], bool) or not 0 <= params[name] <= 1:
-                raise SimlibInputError("--set", name, f"expected a fraction of heads in [0, 1], got {params[name]!r}")
-        else:
-            check_positive_int(name, params[name])
-    if params["intensity"] is not None and (isinstance(params["intensity"], bool)
-                                            or not isinstance(params["intensity"], (int, float))
-                                            or params["intensity"] <= 0):
-        raise SimlibInputError("--set", "intensity", f"expected FLOP per byte > 0, got {params['intensity']!r}")
+    intensity = params["intensity"]
+    if intensity is not None and (isinstance(intensity, bool) or not isinstance(intensity, (int, float))
+                                  or not math.isfinite(intensity) or intensity <= 0):
+        raise SimlibInputError("--set", "intensity", f"expected a finite FLOP per byte > 0, got {intensity!r}")
     return params
 
 

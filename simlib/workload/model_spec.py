@@ -224,6 +224,7 @@ def model_from_hf_config(path: str | Path) -> ModelSpec:
         except SimlibInputError as err:       # the field under the name the file gives it
             raise SimlibInputError(source, file_keys.get(err.field, err.field), err.message) from None
     spec._file_keys = file_keys
+    check_kv_heads(spec)
     return spec
 
 
@@ -235,6 +236,19 @@ def load_model(name_or_path: str) -> ModelSpec:
     path = resolve(text, MODEL_DIR, "model")
     data = load_yaml_file(path)
     try:
-        return ModelSpec.model_validate({**data, "source_file": str(path)})
+        spec = ModelSpec.model_validate({**data, "source_file": str(path)})
     except ValidationError as exc:
         raise_for_validation(str(path), ModelSpec, exc)
+    check_kv_heads(spec)
+    return spec
+
+
+def check_kv_heads(spec: ModelSpec) -> None:
+    """Grouped-query attention: each of the Hkv key/value heads serves H / Hkv query heads, so Hkv must divide
+    H (and so be at most H); an input error naming the file and its key (kv_heads, or a config.json's
+    num_key_value_heads) otherwise."""
+    if spec.heads % spec.key_value_heads:
+        raise SimlibInputError(spec.source_file or spec.name, spec.file_key("kv_heads"),
+                               f"{spec.key_value_heads} key/value heads must divide the {spec.heads} query heads "
+                               f"(grouped-query attention: each key/value head serves heads / kv_heads query "
+                               f"heads); expected a divisor of {spec.heads}")

@@ -12,7 +12,8 @@ from hypothesis import assume, given, settings, strategies as st
 
 import simlib
 from simlib.hardware import load_hardware
-from simlib.models.kinetics import decode_seconds, prefill_cost, tts_cost, window_reads
+from simlib.models import kinetics
+from simlib.models.kinetics import decode_seconds, prefill_cost, tts_cost, window_own_reads, window_reads
 from simlib.models.kinetics_cli import default_intensity, model_shape
 from simlib.workload.model_spec import load_model
 
@@ -44,9 +45,10 @@ def test_topk_parts_by_hand_including_the_budget_above_the_prompt():
     # B = 3 <= c = 5: S = 3*4 = 12; compute 2*(2*10*4 + 4*12*2*6) = 2*(80 + 576); memory 2*4*12*1*6 = 576
     r = tts_cost(**SMALL, prompt_len=5, gen_len=4, samples=2, intensity=1.0, attention="topk", budget=3)
     assert r["compute_flops"] == 2 * (80 + 576) and r["memory_bytes"] == 576
-    # B = 9 > c = 5: S = 9*4 + 0.5*(9-5)^2 = 44 (the max(0, B - c) corner, the + sign as the reference gives it)
-    r = tts_cost(**SMALL, prompt_len=5, gen_len=4, samples=1, intensity=1.0, attention="topk", budget=9)
-    assert r["memory_bytes"] == 4 * 44 * 6
+    # c < B = 8 < c + g = 9: S = 8*4 + 0.5*(8-5)^2 = 36.5 (the max(0, B - c) corner, the + sign as the reference
+    # gives it)
+    r = tts_cost(**SMALL, prompt_len=5, gen_len=4, samples=1, intensity=1.0, attention="topk", budget=8)
+    assert r["memory_bytes"] == 4 * 36.5 * 6
 
 
 def test_blocktopk_parts_by_hand():
@@ -59,9 +61,12 @@ def test_blocktopk_parts_by_hand():
 
 
 def test_window_reads_by_hand():
-    # c = 3, w = 5, g = 6: per token min(3 + t, 5) = 3, 4, 5, 5, 5, 5 -> 27
-    assert window_reads(3, 6, 5) == sum(min(3 + t, 5) for t in range(6)) == 27
-    assert window_reads(10, 6, 5) == 30 and window_reads(0, 3, 100) == 0 + 1 + 2
+    # the continuum of the reference's dense formula: c = 3, w = 5, g = 6: t* = 2, S = 3*2 + 2^2/2 + 4*5 = 28, the
+    # sum over the steps at their midpoints t + 1/2: min(3.5, 5) + min(4.5, 5) + 4*5 = 28
+    assert window_reads(3, 6, 5) == sum(min(3 + t + 0.5, 5) for t in range(6)) == 28
+    assert window_reads(10, 6, 5) == 30 and window_reads(0, 3, 100) == 0.5 + 1.5 + 2.5
+    # a sample's own keys: G = m^2/2 + (g - m) w, m = min(w, g): w = 2, g = 6: 2 + 4*2 = 10 (0.5 + 1.5 + 2*4)
+    assert window_own_reads(6, 2) == 10 and window_own_reads(3, 100) == 4.5
 
 
 def test_duo_mixes_dense_and_window_heads():
@@ -165,6 +170,16 @@ def test_cli_exact_form():
     both = [tts_cost(**model_shape(load_model("qwen3-8b")), prompt_len=155, gen_len=g, samples=8,
                      intensity=562.5)["eflops"] for g in (8253, 12777)]
     assert data["eflops"] == pytest.approx(float(np.mean(both)))          # the mean over the given lengths
+    # by hand (reference/kinetics.md, dense): Qwen3-8B P = 8.19e9, H = 32, Hkv = 8, dL = 128*36 = 4608; c = 155,
+    # n = 8, I = 562.5 (B200 fp8). compute = n[2Pg + 2(2c + g)g·H·dL], memory = 2(2c + n·g)g·Hkv·dL:
+    #   g = 8253:  compute 1.248205604050944e15, memory 4.0362725523456e13, eFLOPs 2.3952238710994944e16
+    #   g = 12777: compute 2.068802095970304e15, memory 9.6581814829056e13, eFLOPs 5.63960729373143e16
+    # the means: compute 1.658503850010624e15, memory 6.8472270176256e13, eFLOPs 4.017415582415462e16
+    assert data["compute_flops"] == pytest.approx(1.658503850010624e15, rel=1e-12)
+    assert data["memory_bytes"] == pytest.approx(6.8472270176256e13, rel=1e-12)
+    assert data["eflops"] == pytest.approx(4.017415582415462e16, rel=1e-12)
+    assert [r["eflops"] for r in data["per_gen_len"]] == pytest.approx([2.3952238710994944e16, 5.63960729373143e16],
+                                                                       rel=1e-12)
 
 
 @pytest.mark.parametrize("settings, fragment", [
@@ -173,6 +188,25 @@ def test_cli_exact_form():
     (["model=qwen3-8b", "attention=topk", "budget=0"], "budget: expected a positive integer"),
     (["model=qwen3-8b", "samples=0"], "samples: expected a positive integer"),
     (["model=qwen3-8b", "attention=topk"], "attention=topk needs budget"),
+    # every value's type and range, whichever the variant (reviewer's repros)
+    (["model=qwen3-8b", "attention=duo", "window=64", "full_fraction=abc"],
+     "full_fraction: expected a fraction of heads, a number in [0, 1], got 'abc'"),
+    (["model=qwen3-8b", "dtype=fp8,bf16"], "dtype: expected one dtype, one of: fp64"),
+    (["model=qwen3-8b", "dtype=fp7"], "dtype: expected one dtype"),
+    (["model=qwen3-8b", "attention=1"], "attention: unknown attention 1"),
+    (["model=7"], "model: expected a model name"),
+    (["model=qwen3-8b", "gen_len=1e12"], "gen_len: expected at most 67108864 generated tokens per sample"),
+    (["model=qwen3-8b", "gen_len=1000,67108865"], "gen_len: expected at most 67108864"),
+    (["model=qwen3-8b", "intensity=nan"], "intensity: expected a finite FLOP per byte > 0, got nan"),
+    (["model=qwen3-8b", "intensity=inf"], "intensity: expected a finite FLOP per byte > 0, got inf"),
+    (["model=qwen3-8b", "intensity=-1"], "intensity: expected a finite FLOP per byte > 0"),
+    (["model=qwen3-8b", "budget=-5"], "budget: expected a positive integer, got -5"),
+    (["model=qwen3-8b", "window=abc"], "window: expected a positive integer, got 'abc'"),
+    (["model=qwen3-8b", "full_fraction=7"], "full_fraction: expected a fraction of heads"),
+    (["model=qwen3-8b", "full_fraction=nan"], "full_fraction: expected a fraction of heads"),
+    (["model=qwen3-8b", "block_size=0"], "block_size: expected a positive integer, got 0"),
+    (["model=qwen3-8b", "block_topk=1.5"], "block_topk: expected a positive integer, got 1.5"),
+    (["model=qwen3-8b", "local=-1"], "local: expected a whole number of keys >= 0, got -1"),
 ])
 def test_cli_bad_tts_input(settings, fragment):
     out = run("predict", "tts", "--hardware", "b200", *[a for s in settings for a in ("--set", s)])
@@ -362,3 +396,227 @@ def test_mixture_of_experts_computes_with_its_active_parameters():
                                         "fixed": {"model": str(DATA / "moe-config.json"), "prompt_len": 1000,
                                                   "gen_len": 2048, "intensity": 100}})
     assert sweep.compute_flops[0] == pytest.approx(compute, rel=1e-12)       # the sweep counts the same way
+
+
+# --- review fixes: prompt reads shared by position, window memory, top-k clamp, inputs, frontier, model heads ---
+
+def test_window_memory_by_hand_reads_the_prompt_once_for_all_samples():
+    """SMALL (H = 2, Hkv = 1, dL = 6), c = 5, g = 4, n = 3, w = 7: per step (midpoints t + 1/2) the window holds
+    min(5.5, 7) + min(6.5, 7) + 7 + 7 = 26 keys (S), of which the sample's own min(t + 1/2, 7) = 0.5 + 1.5 + 2.5 +
+    3.5 = 8 (G) and prompt keys 18, the same positions for the three samples: memory = 4·1·6·(18 + 3·8) = 1008
+    bytes (not 3·4·26·6 = 1872); compute per sample 4·26·2·6: 3·1248 = 3744 plus 2Pg·n = 240."""
+    r = tts_cost(**SMALL, prompt_len=5, gen_len=4, samples=3, intensity=1.0, attention="window", window=7)
+    assert r["memory_bytes"] == 1008 and r["compute_flops"] == 240 + 3744
+
+
+@settings(max_examples=300, deadline=None)
+@given(c=st.integers(0, 40), g=st.integers(1, 40), w=st.integers(1, 90), n=st.integers(1, 8))
+def test_window_cost_matches_a_brute_force_enumeration_of_the_steps(c, g, w, n):
+    """numpy enumeration of the g steps at their midpoints τ = t + 1/2 (the continuum, exact for integer c, w):
+    the window reads min(c + τ, w) keys, min(c, max(0, w − τ)) of them prompt keys (read once for the n samples)
+    and min(τ, w) the sample's own. Tolerance 1e-12 relative (sums of halves, exact in float64)."""
+    tau = np.arange(g) + 0.5
+    keys = np.minimum(c + tau, w)
+    prompt, own = np.minimum(c, np.maximum(0, w - tau)), np.minimum(tau, w)
+    assert np.array_equal(prompt + own, keys)
+    r = tts_cost(**SMALL, prompt_len=c, gen_len=g, samples=n, intensity=1.0, attention="window", window=w)
+    assert float(r["memory_bytes"]) == pytest.approx(4 * 1 * 6 * (prompt.sum() + n * own.sum()), rel=1e-12)
+    assert float(r["compute_flops"]) == pytest.approx(n * (2 * 10 * g + 4 * keys.sum() * 2 * 6), rel=1e-12)
+
+
+@pytest.mark.parametrize("shape, c, g, n", [(SMALL, 5, 4, 3), (QWEN3_4B, 1000, 16384, 4), (QWEN3_4B, 0, 7, 9)])
+def test_a_window_over_the_whole_context_costs_exactly_dense(shape, c, g, n):
+    """w >= c + g: every step reads its whole context, so memory is dense's 2(2c + n·g)g·Hkv·dL and compute
+    dense's, exactly (the reference's worked example for Qwen3-4B: 8.158076e13 bytes). Duo with every head full
+    (f = 1) is dense too."""
+    dense = tts_cost(**shape, prompt_len=c, gen_len=g, samples=n, intensity=562.5)
+    hand = 2 * (2 * c + n * g) * g * shape["kv_heads"] * shape["head_dim"] * shape["layers"]
+    assert dense["memory_bytes"] == hand
+    for w in (c + g, c + g + 1, 10 ** 9):
+        for extra in ({"attention": "window", "window": w}, {"attention": "duo", "window": w, "full_fraction": 0.25},
+                      {"attention": "duo", "window": 1, "full_fraction": 1.0}):
+            if extra["attention"] == "duo" and extra["full_fraction"] == 1.0 and w != c + g:
+                continue
+            r = tts_cost(**shape, prompt_len=c, gen_len=g, samples=n, intensity=562.5, **extra)
+            assert r["memory_bytes"] == hand and r["compute_flops"] == dense["compute_flops"], extra
+
+
+def test_topk_with_a_budget_beyond_the_context_reads_the_whole_context():
+    """SMALL, c = 5, g = 4: B >= c + g = 9 reads the whole context at every step, S = c·g + g²/2 = 20 + 8 = 28
+    (one sample: exactly dense's 2(2c + g)g = 112 = 4·28 key reads per head and layer); B = 8 < c + g keeps the
+    reference's "+", 8·4 + ½·3² = 36.5, the jump down at B = c + g. A budget of 100000 for Qwen3-4B (c = 1000,
+    g = 16384, one sample) costs what dense does, not 1922x it."""
+    s = lambda budget: float(tts_cost(**SMALL, prompt_len=5, gen_len=4, samples=1, intensity=1.0, attention="topk",
+                                      budget=budget)["memory_bytes"]) / (4 * 6)
+    assert s(8) == 36.5 and s(9) == s(10) == s(100000) == 28
+    dense = tts_cost(**QWEN3_4B, prompt_len=1000, gen_len=16384, samples=1, intensity=562.5)["eflops"]
+    huge = tts_cost(**QWEN3_4B, prompt_len=1000, gen_len=16384, samples=1, intensity=562.5, attention="topk",
+                    budget=100000)["eflops"]
+    assert huge == pytest.approx(dense, rel=1e-15)
+
+
+def test_block_topk_with_no_local_window_by_hand():
+    """local = 0 is a valid B = w + b·k: SMALL, c = 5, g = 4, one sample, b = 2, k = 2: B = 4 <= c, S = 4·4 = 16;
+    search compute floor(14/2)·4·2·6 = 336, memory floor(14/2)·4·1·6 = 168; compute 80 + 4·16·2·6 + 336 = 1184,
+    memory 4·16·6 + 168 = 552."""
+    r = tts_cost(**SMALL, prompt_len=5, gen_len=4, samples=1, intensity=1.0, attention="blocktopk", block_size=2,
+                 block_topk=2, local=0)
+    assert r["compute_flops"] == 1184 and r["memory_bytes"] == 552
+    out = run("predict", "tts", "-H", "b200", "--set", "model=qwen3-8b", "--set", "attention=blocktopk", "--set",
+              "local=0", "--set", "block_size=16", "--set", "block_topk=4", "--json")
+    assert out.returncode == 0, out.stderr
+
+
+TINY_DECODE = dict(peak_flops=1000.0, bandwidth=100.0, parameter_bytes=200.0, active_parameters=100.0, heads=1,
+                   kv_heads=1, head_dim=1, layers=1, prompt_len=3, gen_len=3, samples=2)
+
+
+@pytest.mark.parametrize("attention, extra, seconds", [
+    # w = 4: step t reads min(3 + t, 4) keys, min(3, max(0, 4 - t)) = 3, 3, 2 of them prompt keys shared by the
+    # two samples, min(t, 4) = 0, 1, 2 each sample's own: bytes 200 + 4·(3 + 2·0, 3 + 2·1, 2 + 2·2) = 212, 220, 224
+    ("window", {"window": 4}, (212 + 220 + 224) / 100),
+    # top-k B = 4: 3, 4, 4 keys, chosen by each sample's query, none shared: 200 + 4·2·(3, 4, 4) = 224, 232, 232
+    ("topk", {"budget": 4}, (224 + 232 + 232) / 100),
+    # block top-k b = 2, k = 1, local 2 (B = 4): keys 3, 4, 4 per sample; blocks scored floor((3 + t)/2) = 1, 2, 2,
+    # the prompt's floor(3/2) = 1 block shared, each summary 2 bytes per element... K and V: 4·(1/2) per block:
+    # 200 + 4·(0.5 + 2·(3 + 0)) = 226, 200 + 4·(0.5 + 2·(4 + 0.5)) = 238, 238
+    ("blocktopk", {"block_size": 2, "block_topk": 1, "local": 2}, (226 + 238 + 238) / 100),
+])
+def test_decode_time_shares_prompt_reads_by_position_by_hand(attention, extra, seconds):
+    """H = Hkv = 1, dL = 1, P = 100 (200 B), c = 3, g = 3, n = 2, peak 1000 FLOP/s, 100 B/s: every step is memory
+    bound (at most 2·(200 + 4·4 + 2·2) = 440 FLOPs, 0.44 s, against at least 2.12 s of bytes)."""
+    got, compute_bound = decode_seconds(**TINY_DECODE, attention=attention, **extra)
+    assert got == pytest.approx(seconds, rel=1e-15) and compute_bound == 0.0
+
+
+def test_decode_time_of_duo_with_every_head_full_is_dense_exactly():
+    """f = 1: every head reads the whole prompt by position, shared by the samples, like dense; f = 0 is the
+    window variant. Qwen3-8B on B200 numbers, c = 1000, g = 4096, 8 samples, 3 requests."""
+    shape = model_shape(load_model("qwen3-8b"))
+    common = dict(peak_flops=4.5e15, bandwidth=8e12, parameter_bytes=8.19e9, active_parameters=8.19e9, **shape,
+                  prompt_len=1000, gen_len=4096, samples=8, serving_batch=3)
+    common.pop("parameters")
+    dense = decode_seconds(**common)
+    assert decode_seconds(**common, attention="duo", window=64, full_fraction=1.0) == dense
+    assert decode_seconds(**common, attention="window", window=5096) == dense          # w >= c + g
+    assert (decode_seconds(**common, attention="duo", window=64, full_fraction=0.0)
+            == decode_seconds(**common, attention="window", window=64))
+
+
+def test_decode_steps_are_evaluated_in_bounded_chunks(monkeypatch):
+    """The same seconds and compute-bound fraction whether the steps go in one array or in chunks of 7 (a
+    generation that is compute bound early and memory bound later: at 600 B/s step 0 takes 424 FLOPs, 0.424 s,
+    against 212 B, 0.353 s; from t = 20 on 560 FLOPs, 0.56 s, against 360 B, 0.6 s), and memory stays within a
+    few chunks: 2**18 steps in chunks of 1024 peak far below one float64 array of all steps (2 MiB)."""
+    import tracemalloc
+    args = dict(TINY_DECODE, bandwidth=600.0, gen_len=50, prompt_len=3)
+    whole = decode_seconds(**args, attention="window", window=20)
+    monkeypatch.setattr(kinetics, "DECODE_CHUNK", 7)
+    chunked = decode_seconds(**args, attention="window", window=20)
+    assert chunked[0] == pytest.approx(whole[0], rel=1e-14) and chunked[1] == whole[1] and 0 < whole[1] < 1
+    monkeypatch.setattr(kinetics, "DECODE_CHUNK", 1024)
+    tracemalloc.start()
+    decode_seconds(**dict(args, gen_len=1 << 18), attention="duo", window=20, full_fraction=0.5)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < (1 << 18) * 8 / 4
+
+
+def test_a_sweep_refuses_a_non_finite_fixed_intensity():
+    for value in (float("nan"), float("inf")):
+        with pytest.raises(simlib.SimlibInputError, match="intensity: expected a finite FLOP per byte > 0"):
+            simlib.sweep({"workload": "tts", "hardware": ["b200"], "axes": {"samples": [2]},
+                          "fixed": {"model": "qwen3-8b", "intensity": value}})
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "0", "-2"])
+def test_frontier_refuses_a_non_finite_intensity(value):
+    out = run("frontier", "tts", "--csv", str(DATA / "accuracy.csv"), "--intensity", value)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "--intensity: expected a finite FLOP per byte > 0" in out.stderr, out.stderr
+
+
+def test_frontier_prices_rows_by_hand_with_a_rows_own_intensity(tmp_path):
+    """The reference's worked example as rows: Qwen3-4B, c = 1000, g = 16384, n = 4: at I = 562.5 4.677140e16
+    eFLOPs; with the row's intensity 1: compute + memory = 8.822235e14 + 8.158076e13 = 9.638043e14. A top-k row
+    (B = 500 <= c): S = 500·16384; compute 4·[2·4.02e9·16384 + 4S·32·4608], memory 4·4S·8·4608; at I = 562.5."""
+    table = tmp_path / "acc.csv"
+    table.write_text("model,strategy,samples,gen_len,accuracy,prompt_len,intensity,attention,budget\n"
+                     "qwen3-4b,bon,4,16384,0.5,1000,,dense,\n"
+                     "qwen3-4b,bon,4,16384,0.4,1000,1,dense,\n"
+                     "qwen3-4b,bon,4,16384,0.3,1000,,topk,500\n")
+    out = run("frontier", "tts", "--csv", str(table), "--json")
+    assert out.returncode == 0, out.stderr
+    rows = {r["accuracy"]: r for r in json.loads(out.stdout)}
+    assert rows[0.5]["eflops"] == pytest.approx(4.677140e16, rel=5e-7) and rows[0.5]["intensity"] == 562.5
+    assert rows[0.4]["eflops"] == pytest.approx(9.638043e14, rel=1e-6) and rows[0.4]["intensity"] == 1
+    s, dl = 500 * 16384, 128 * 36
+    topk = 4 * (2 * 4.02e9 * 16384 + 4 * s * 32 * dl) + 562.5 * 4 * 4 * s * 8 * dl
+    assert rows[0.3]["eflops"] == pytest.approx(topk, rel=1e-12)
+    # the row at intensity 1 is cheapest and the dense row at 562.5 the most accurate: both on the frontier
+    assert rows[0.4]["frontier"] and rows[0.5]["frontier"] and not rows[0.3]["frontier"]
+
+
+@pytest.mark.parametrize("header, body, fragment", [
+    ("dtype", "bf16", "dtype: column not used by the frontier"),
+    ("serving_batch", "7", "serving_batch: column not used by the frontier"),
+    ("intensity", "nan", "line 2: intensity: expected a finite FLOP per byte > 0"),
+    ("full_fraction", "x", "line 2: full_fraction: expected a fraction of heads"),
+])
+def test_frontier_refuses_columns_it_cannot_use_or_bad_values(tmp_path, header, body, fragment):
+    table = tmp_path / "acc.csv"
+    table.write_text(f"model,strategy,samples,gen_len,accuracy,{header}\nqwen3-8b,bon,4,1000,0.5,{body}\n")
+    out = run("frontier", "tts", "--csv", str(table))
+    assert out.returncode == 2 and "Traceback" not in out.stderr and fragment in out.stderr, out.stderr
+
+
+def test_frontier_refuses_mixed_accuracy_scales(tmp_path):
+    table = tmp_path / "acc.csv"
+    table.write_text("model,strategy,samples,gen_len,accuracy\nqwen3-8b,bon,4,1000,0.5\nqwen3-8b,bon,8,1000,55\n")
+    out = run("frontier", "tts", "--csv", str(table))
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "line 2: accuracy: 0.5 reads as a fraction of 1, but line 3 gives 55" in out.stderr, out.stderr
+    # one scale: percentages (0 belongs to both), or fractions
+    for rows in ("0\n55\n70", "0.1\n0.55\n1"):
+        table.write_text("model,strategy,samples,gen_len,accuracy\n" + "".join(
+            f"qwen3-8b,bon,{i + 1},1000,{a}\n" for i, a in enumerate(rows.split())))
+        out = run("frontier", "tts", "--csv", str(table), "--json")
+        assert out.returncode == 0, out.stderr
+
+
+@settings(max_examples=300, deadline=None)
+@given(points=st.lists(st.tuples(st.sampled_from("ab"), st.integers(0, 5), st.integers(0, 5)), max_size=30))
+def test_pareto_frontier_matches_a_brute_force_pairwise_check(points):
+    """Against the O(n²) definition, enumerated with numpy: a point is dominated when a point of the same model
+    has eflops <= and accuracy >= with one strict; small integer grids so that ties are common."""
+    from simlib.plots.tts_figures import pareto_frontier
+    model = np.array([p[0] for p in points], dtype=object)
+    e = np.array([p[1] for p in points], dtype=float)
+    a = np.array([p[2] for p in points], dtype=float)
+    same = model[:, None] == model[None, :]
+    dominates = same & (e[None, :] <= e[:, None]) & (a[None, :] >= a[:, None]) & \
+        ((e[None, :] < e[:, None]) | (a[None, :] > a[:, None]))
+    assert np.array_equal(pareto_frontier(model, e, a), ~dominates.any(axis=1))
+
+
+@pytest.mark.parametrize("text, field", [
+    ("name: m\nhidden: 64\nheads: 4\nkv_heads: 8\nhead_dim: 32\nintermediate: 128\nlayers: 2\nparameters: 1e6\n",
+     "kv_heads"),
+    ("name: m\nhidden: 64\nheads: 4\nkv_heads: 3\nhead_dim: 32\nintermediate: 128\nlayers: 2\nparameters: 1e6\n",
+     "kv_heads"),
+])
+def test_model_yaml_kv_heads_must_divide_heads(tmp_path, text, field):
+    path = tmp_path / "model.yaml"
+    path.write_text(text)
+    out = run("predict", "tts", "-H", "b200", "--set", f"model={path}")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert f"{path}: {field}: " in out.stderr and "must divide the 4 query heads" in out.stderr, out.stderr
+
+
+@pytest.mark.parametrize("kv", [3, 4])
+def test_config_kv_heads_must_divide_heads(tmp_path, kv):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({**SHAPE, "model_type": "llama", "num_key_value_heads": kv}))
+    out = run("predict", "tts", "-H", "b200", "--set", f"model={path}")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert f"{path}: num_key_value_heads: {kv} key/value heads must divide the 2 query heads" in out.stderr

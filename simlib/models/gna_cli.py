@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 
 from simlib.cli.values import check_positive_int, with_defaults
-from simlib.dtypes import DTYPE_BITS, dtype_bytes
+from simlib.dtypes import DTYPE_BITS
 from simlib.errors import SimlibInputError
 from simlib.hardware.schema import HardwareSpec
-from simlib.models.gna import predict_gna, search_gna
+from simlib.models.gna import default_tiles, predict_gna, search_gna, tile_problem, tile_shapes
 
 DEFAULTS = {"shape": None, "window": None, "stride": None, "dilation": None, "causal": False, "q_tile": None,
             "kv_tile": None, "batch": 1, "heads": 1, "head_dim": 128, "dtype": "bf16"}
@@ -41,7 +41,13 @@ def _flags(value, ndim: int) -> tuple[bool, ...]:
     return tuple(table[p] for p in parts)
 
 
-def gna_parameters(hw: HardwareSpec, settings: dict) -> dict:
+def gna_parameters(hw: HardwareSpec, settings: dict, *, resolve_tiles: bool = True) -> dict:
+    """The checked parameters of one GNA problem from ``--set`` values (a sweep point or a trace row alike).
+
+    With ``resolve_tiles`` (predict, sweeps, validation, figures) the tiles not given become the part's
+    defaults and the pair actually run is checked (``_check_tiles``), so spelling a default tile out changes
+    nothing. Without it (search, which searches the tiles not given) only the given tiles are checked, and
+    ``q_tile`` / ``kv_tile`` stay None where not given."""
     params = with_defaults("gna", DEFAULTS, settings)
     for name in ("shape", "window"):
         if params[name] is None:
@@ -75,12 +81,12 @@ def gna_parameters(hw: HardwareSpec, settings: dict) -> dict:
         raise SimlibInputError("--set", "dtype", f"unknown dtype {params['dtype']!r}")
     if hw.family != "gpu":
         raise SimlibInputError(hw.source_file or hw.name, "family", "the GNA model needs a gpu")
-    _check_given_tiles(hw, sizes, shape, params["head_dim"], params["dtype"])
-    if hw.fmha_tile is None and ("q_tile" not in sizes or "kv_tile" not in sizes):
-        raise SimlibInputError(hw.source_file or hw.name, "fmha_tile", f"{hw.name} lists no FMHA tile sizes: "
-                                                                       f"give q_tile and kv_tile")
+    q_tile, kv_tile = default_tiles(hw, ndim, sizes.get("q_tile"), sizes.get("kv_tile"))
+    _check_tiles(hw, shape, q_tile, kv_tile, sizes, params["head_dim"], params["dtype"], only_given=not resolve_tiles)
+    if not resolve_tiles:
+        q_tile, kv_tile = sizes.get("q_tile"), sizes.get("kv_tile")
     return {"shape": shape, "window": window, "stride": stride, "dilation": dilation,
-            "causal": _flags(params["causal"], ndim), "q_tile": sizes.get("q_tile"), "kv_tile": sizes.get("kv_tile"),
+            "causal": _flags(params["causal"], ndim), "q_tile": q_tile, "kv_tile": kv_tile,
             "batch": params["batch"], "heads": params["heads"], "head_dim": params["head_dim"],
             "dtype": params["dtype"]}
 
@@ -116,21 +122,29 @@ def figure_parameters(hw: HardwareSpec, settings: dict) -> dict:
     return gna_parameters(hw, {**FIGURE_DEFAULTS, **given})
 
 
-def _check_given_tiles(hw: HardwareSpec, sizes: dict, shape, head_dim: int, dtype: str) -> None:
-    """A given tile side may not pass its dimension's next power of two (the tiles the search considers), and a
-    Q tile with one K and one V tile must fit in an SM's shared memory."""
-    for name in ("q_tile", "kv_tile"):
-        for d, (side, n) in enumerate(zip(sizes.get(name, ()), shape)):
-            if side > 1 << (n - 1).bit_length():
-                raise SimlibInputError("--set", name, f"{name} side {side} in dimension {d} is larger than the "
-                                                      f"layout's extent {n} needs")
-    smem = hw.level("smem")
-    if "q_tile" in sizes and "kv_tile" in sizes and smem is not None and smem.capacity_bytes:
-        need = dtype_bytes(dtype) * head_dim * (math.prod(sizes["q_tile"]) + 2 * math.prod(sizes["kv_tile"]))
-        if need > smem.capacity_bytes:
-            raise SimlibInputError("--set", "q_tile/kv_tile", f"one Q tile and one K and V tile need {need:.0f} B "
-                                                              f"of shared memory; an SM of {hw.name} has "
-                                                              f"{smem.capacity_bytes:.0f} B")
+def _check_tiles(hw: HardwareSpec, shape, q_tile, kv_tile, sizes: dict, head_dim: int, dtype: str, *,
+                 only_given: bool = False) -> None:
+    """``tile_problem`` on the tiles a problem runs, given or defaulted alike; a defaulted tile that cannot run
+    is named as the part's default, with a tile of the same token count that fits the layout where one exists.
+    ``only_given``: a problem that involves no given tile is left to the search (which skips such pairs)."""
+    problem = tile_problem(hw, shape, q_tile, kv_tile, head_dim, dtype)
+    if problem is None:
+        return
+    field, message = problem
+    involved = [field] if field in ("q_tile", "kv_tile") else ["q_tile", "kv_tile"]
+    if only_given and not any(name in sizes for name in involved):
+        return
+    defaulted = [name for name in involved if name not in sizes]
+    if defaulted:
+        tiles = {"q_tile": q_tile, "kv_tile": kv_tile}
+        notes = [f"{name} not given: {hw.name}'s default is {'x'.join(map(str, tiles[name]))}" for name in defaulted]
+        if field in tiles:       # a side too long: tile_shapes lists the same token count's boxes that fit
+            fits = tile_shapes(math.prod(tiles[field]), shape)
+            hint = f"give {field}" + (f", e.g. --set {field}={'x'.join(map(str, min(fits, key=max)))}" if fits else "")
+        else:
+            hint = "give smaller q_tile and kv_tile"
+        message = f"{message} ({'; '.join(notes)}; {hint})"
+    raise SimlibInputError("--set", field, message)
 
 
 def predict_gna_cli(hw: HardwareSpec, settings: dict) -> dict:
@@ -139,13 +153,15 @@ def predict_gna_cli(hw: HardwareSpec, settings: dict) -> dict:
 
 def search_gna_cli(hw: HardwareSpec, settings: dict, top: int, block_sparse_only: bool):
     """Strides, dilations and tile shapes for a layout and window, best predicted speedups first; tile shapes
-    given with q_tile / kv_tile restrict the search to them. Strides and dilations are what it searches, so
-    giving one is an error rather than silently ignored."""
+    given with q_tile / kv_tile restrict the search to them (checked as ``predict gna`` checks them), and tiles
+    searched that cannot run the problem are skipped. Strides and dilations are what it searches, so giving one
+    is an error rather than silently ignored. An empty table is a valid answer (nothing met
+    ``block_sparse_only``), not an input error; the CLI says so on stderr."""
     for name in ("stride", "dilation"):
         if name in settings:
             raise SimlibInputError("--set", name, f"search gna searches every {name}; give shape, window, causal, "
                                                   f"tiles, batch, heads, head_dim or dtype")
-    p = gna_parameters(hw, settings)
+    p = gna_parameters(hw, settings, resolve_tiles=False)
     return search_gna(hw, shape=p["shape"], window=p["window"], causal=p["causal"],
                       q_tiles=[p["q_tile"]] if p["q_tile"] else None, kv_tiles=[p["kv_tile"]] if p["kv_tile"] else None,
                       batch=p["batch"], heads=p["heads"], head_dim=p["head_dim"], dtype=p["dtype"], top=top,

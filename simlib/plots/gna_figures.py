@@ -17,7 +17,7 @@ from matplotlib.colors import ListedColormap
 from matplotlib.patches import Rectangle
 
 from simlib.hardware.schema import HardwareSpec
-from simlib.models.gna import default_tile_shape, predict_gna_many, window_bounds
+from simlib.models.gna import default_tiles, predict_gna_many, window_bounds
 
 
 def speedup_vs_stride(hw: HardwareSpec, shape, window, q_tile=None, kv_tile=None, heads=1, head_dim=128, *,
@@ -26,8 +26,7 @@ def speedup_vs_stride(hw: HardwareSpec, shape, window, q_tile=None, kv_tile=None
     window), each point as ``predict_gna`` gives it for the problem's dilation, causal flags, batch, heads and
     dtype (causal problems against causal self attention)."""
     ndim = len(shape)
-    q_tile = q_tile or default_tile_shape(hw.fmha_tile.q_tokens, ndim)
-    kv_tile = kv_tile or default_tile_shape(hw.fmha_tile.kv_tokens, ndim)
+    q_tile, kv_tile = default_tiles(hw, ndim, q_tile, kv_tile)
     dilation = dilation or (1,) * ndim
     causal = causal or (False,) * ndim
     steps = np.arange(1, max(window) + 1)

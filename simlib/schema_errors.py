@@ -6,6 +6,7 @@ import difflib
 from pydantic import BaseModel, ValidationError
 
 from simlib.errors import SimlibInputError
+from simlib.strict_schema import NestedValueError
 
 INTERNAL_FIELDS = {"source_file"}
 UNION_MEMBERS = {"int", "float", "str", "bool", "list", "dict", "none"}   # set by the loaders from the file's path, not written in the YAML
@@ -41,6 +42,9 @@ def raise_for_validation(source: str, model: type[BaseModel], exc: ValidationErr
     err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     # pydantic names the member of a union it tried (ranks.N.int); the user's field is the path without it
     loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and (p in UNION_MEMBERS or "[" in p)))
+    nested = (err.get("ctx") or {}).get("error")
+    if isinstance(nested, NestedValueError):      # a value inside the field: name the path down to it
+        loc = (*loc, *nested.path)
     field = ".".join(str(p) for p in loc) or None
     if err["type"] == "extra_forbidden":
         allowed = _allowed_fields(model, loc)

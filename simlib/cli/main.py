@@ -120,6 +120,10 @@ def predict(workload: str = typer.Argument(..., help="Workload catalog name or p
         if hardware is None and workload not in OWN_HARDWARE:
             raise SimlibInputError("--hardware", None, f"predict {workload} needs --hardware (a catalog name "
                                                        f"such as a100, or a YAML path)")
+        if sustained and workload in MODELS:    # the models use peak rates: the flag would be silently ignored
+            raise SimlibInputError("--sustained", None, f"applies to cascade workloads (a workload catalog name or "
+                                                        f"YAML path) only; the {workload} model has no sustained "
+                                                        f"mode, expected no --sustained")
         if workload in MODELS:
             data = MODELS[workload](load_hardware(hardware) if hardware else None, parse_settings(settings))
         else:
@@ -231,7 +235,8 @@ def frontier(name: str = typer.Argument(..., help="Frontier: 'tts' (cost-accurac
 @app.command()
 def sweep(spec: str = typer.Argument(..., help="Sweep spec YAML: workload, hardware, axes, fixed, constraints."),
           out: str = typer.Option(..., "--out", help="Parquet file; finished chunks are kept in OUT.parts."),
-          processes: int = typer.Option(0, "--processes", help="Local worker processes (0: this process)."),
+          processes: int = typer.Option(0, "--processes", help="Local worker processes (0: this process); with "
+                                                               "--scheduler local, its worker count (default 2)."),
           scheduler: Optional[str] = typer.Option(None, "--scheduler",
                                                   help="A Dask scheduler address, or 'local' for a LocalCluster."),
           quiet: bool = typer.Option(False, "--quiet", help="No progress bar.")):
@@ -266,13 +271,19 @@ def search(name: str = typer.Argument(..., help="Search: 'gna' (strides, dilatio
            block_sparse_only: bool = typer.Option(False, "--block-sparse-only",
                                                   help="Only configurations whose mask is fully block-sparse."),
            json_out: bool = typer.Option(False, "--json", help="Print the rows as JSON.")):
-    """List the configurations with the best predicted speedups over dense self attention."""
+    """List the configurations with the best predicted speedups over dense self attention.
+
+    No configuration meeting --block-sparse-only is a valid answer, not an input error: the table (or JSON
+    list) is empty, stderr says why, and the exit status is 0."""
     from simlib.cli.render import frame_table
     from simlib.models.gna_cli import search_gna_cli
     with input_errors():
         if name != "gna":
             raise SimlibInputError(None, "search", f"unknown search {name!r} (expected: gna)")
         table = search_gna_cli(load_hardware(hardware), parse_settings(settings), top, block_sparse_only)
+    if table.empty:
+        typer.echo("no configuration met --block-sparse-only: no stride, dilation and tile pair searched makes "
+                   "this mask fully block-sparse", err=True)
     if json_out:
         typer.echo(to_json(table.to_dict(orient="records")))
     else:
@@ -313,6 +324,8 @@ def validate(name: str = typer.Argument(..., help="A trace file (CSV or Parquet)
         elif name in tables:
             paths = []
             table = tables[name](hardware or "h100")
+            if name == "gna" and hardware is not None and (mismatch := gna_runtime.hardware_mismatch(hardware)):
+                typer.echo(f"warning: {mismatch}", err=True)          # allowed, as --hardware on any trace
         elif Path(name).suffix in (".csv", ".parquet") or Path(name).exists():
             paths = [Path(name)]
         else:

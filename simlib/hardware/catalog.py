@@ -6,8 +6,9 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from simlib.catalog_paths import HARDWARE_DIR, catalog_names, resolve
+from simlib.errors import SimlibInputError
 from simlib.hardware.schema import HardwareSpec
-from simlib.schema_errors import raise_for_validation
+from simlib.schema_errors import INTERNAL_FIELDS, raise_for_validation
 from simlib.yaml_loading import load_yaml_file
 
 
@@ -26,7 +27,11 @@ def load_hardware(name_or_path: str | Path | HardwareSpec) -> HardwareSpec:
         return name_or_path
     path = resolve(name_or_path, HARDWARE_DIR, "hardware")
     data = load_yaml_file(path)
-    data.setdefault("source_file", str(path))
+    if "source_file" in data:      # set here from the path: a written one would make errors name another file
+        allowed = [name for name in HardwareSpec.model_fields if name not in INTERNAL_FIELDS]
+        raise SimlibInputError(str(path), "source_file", f"unknown field (expected one of: {', '.join(allowed)}; "
+                                                         f"simlib records the file a description came from itself)")
+    data["source_file"] = str(path)
     try:
         return HardwareSpec.model_validate(data)
     except ValidationError as exc:

@@ -15,7 +15,7 @@ import networkx as nx
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from simlib.dtypes import DTYPE_BITS
-from simlib.strict_schema import StrictModel
+from simlib.strict_schema import NestedValueError, StrictModel
 
 OPERATIONS = ("mac", "mul", "add", "max", "exp", "div")
 
@@ -55,8 +55,18 @@ class MemoryLevel(_Strict):
 
     @model_validator(mode="after")
     def _one_capacity(self):
+        """One capacity; a sustained bandwidth only beside the peak it is measured against, and at most that peak
+        (as ``sustained_tflops`` is at most ``peak_tflops``): a higher one would predict faster transfers with
+        --sustained than the level's peak allows."""
         if self.capacity_bytes is not None and self.capacity_words is not None:
             raise ValueError("give capacity_bytes or capacity_words, not both")
+        sustained, peak = self.sustained_bandwidth_bytes_per_s, self.bandwidth_bytes_per_s
+        if sustained is not None and peak is None:
+            raise NestedValueError(("sustained_bandwidth_bytes_per_s",),
+                                   f"needs bandwidth_bytes_per_s, the peak it is at most (got {sustained} alone)")
+        if sustained is not None and sustained > peak:
+            raise NestedValueError(("sustained_bandwidth_bytes_per_s",),
+                                   f"expected at most bandwidth_bytes_per_s ({peak:g}), got {sustained:g}")
         return self
 
 
@@ -123,9 +133,21 @@ class Interconnect(_Strict):
 
 
 class FmhaTile(_Strict):
-    """Tokens per Q tile and per KV tile of the part's fused attention forward kernel (head dim 128)."""
+    """Tokens per Q tile and per KV tile of the part's fused attention forward kernel (head dim 128).
+
+    Each a power of two of at least 64: the GNA model shapes them as NATTEN's default tiles (T,), (16, T/16)
+    and (T/64, 8, 8) and searches power-of-two boxes of T tokens, which hold exactly T tokens only then
+    (96 would give a 3-D default of 1x8x8 = 64 tokens; 192 has no power-of-two box)."""
     q_tokens: int = Field(gt=0)
     kv_tokens: int = Field(gt=0)
+
+    @field_validator("q_tokens", "kv_tokens")
+    @classmethod
+    def _power_of_two(cls, value):
+        if value < 64 or value & (value - 1):
+            raise ValueError(f"expected a power of two of at least 64 tokens (the GNA model's default tiles "
+                             f"(T,), (16, T/16), (T/64, 8, 8) and searched boxes need one), got {value}")
+        return value
 
 
 class HardwareSpec(_Strict):
@@ -163,6 +185,9 @@ class HardwareSpec(_Strict):
             if level.per == "processor" and self.processors is None:
                 raise ValueError(f"memory level {level.name}: per 'processor' needs 'processors'")
         for op, parts in self.op_decomposition.items():
+            if not parts:           # an empty decomposition would make the op free
+                raise ValueError(f"op_decomposition.{op}: expected the operations {op} decomposes into with "
+                                 f"their counts (e.g. exp: {{mac: 6, add: 1}}), got none")
             if any(not count > 0 for count in parts.values()):
                 raise ValueError(f"op_decomposition.{op}: counts must be > 0")
         graph = nx.DiGraph((op, sub) for op, parts in self.op_decomposition.items() for sub in parts)

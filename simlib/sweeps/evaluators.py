@@ -8,7 +8,8 @@
   hardware's peak over bandwidth in the ``dtype`` (fp8 unless given).
 * ``gna``: each point's shapes parsed and checked, then one vectorized simulation per dimensionality and dtype.
 * ``fusemax`` (spatial designs) and cascades (any workload YAML): one prediction per point (their parameters
-  are names). A fusemax design runs on its own architecture (its design YAML's ``hardware``: FuseMax on
+  are names). A cascade row is the workload's own prediction (``predict_cascade``): a baseline the workload
+  names is not run, as a row keeps only ``time_s``. A fusemax design runs on its own architecture (its design YAML's ``hardware``: FuseMax on
   ``fusemax``, FLAT and the unfused baseline on ``flat``), so the spec's hardware entry does not choose it: a
   fusemax sweep takes exactly one entry, and each row's ``hardware`` column names the architecture its design
   ran on.
@@ -22,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from simlib.api import predict
+from simlib.engine.roofline import predict_cascade
 from simlib.errors import SimlibInputError
 from simlib.models.attention_cli import DEFAULTS as ATTENTION_DEFAULTS, REQUIRED_FEATURES, search_tiles, \
     supported_kernels
@@ -36,7 +37,7 @@ from simlib.models.kinetics_cli import DEFAULTS as TTS_DEFAULTS, NEEDS, default_
 from simlib.models.spatial_cli import DEFAULTS as FUSEMAX_DEFAULTS, predict_fusemax
 from simlib.models.spatial_design import load_design
 from simlib.workload.model_spec import load_model
-from simlib.workload.workload import load_workload
+from simlib.workload.workload import Workload, load_workload
 
 ATTENTION_PARAMETERS = set(ATTENTION_DEFAULTS) | {"seq"}
 
@@ -344,12 +345,27 @@ def _fusemax(hw, params: dict) -> dict:
     return {**result, "hardware": load_design(result["parameters"]["design"]).hardware}
 
 
-def evaluator_for(workload: str, source: str | None, check: list[str] | None = None,
+MODEL_WORKLOADS = ("attention", "tts", "gna", "fusemax")     # a sweep's other workloads are cascades
+
+
+def _cascade_time(workload: Workload):
+    """A cascade point's time as ``simlib predict`` gives it, without the baseline prediction ``simlib.predict``
+    adds for the speedup, which a sweep row does not keep."""
+    return lambda hw, p: {"time_s": predict_cascade(workload.bind(p), hw, False).time_s}
+
+
+def evaluator_for(workload: str | Workload, source: str | None, check: list[str] | None = None,
                   hardware: list[str] | None = None):
-    """The evaluator of ``workload``; with ``check``, parameter names it does not know are an input error, and
-    with ``hardware`` (the spec's list), a list the workload cannot use. An evaluator returns its output columns
-    and, where the hardware a point ran on is not the spec's entry (fusemax), a ``hardware`` column naming it."""
-    if workload == "attention":
+    """The evaluator of ``workload`` (a model's name, or a cascade: a loaded Workload, or its name or path);
+    with ``check``, parameter names it does not know are an input error, and with ``hardware`` (the spec's
+    list), a list the workload cannot use. An evaluator returns its output columns and, where the hardware a
+    point ran on is not the spec's entry (fusemax), a ``hardware`` column naming it."""
+    if isinstance(workload, Workload) or workload not in MODEL_WORKLOADS:
+        spec = workload if isinstance(workload, Workload) else load_workload(workload)
+        known = set(spec.parameter_names())
+        fn = _per_point(_cascade_time(spec), ("time_s",))
+        workload = workload if isinstance(workload, str) else spec.name
+    elif workload == "attention":
         known, fn = ATTENTION_PARAMETERS, _attention
     elif workload == "tts":
         known, fn = set(TTS_DEFAULTS), _tts
@@ -363,10 +379,6 @@ def evaluator_for(workload: str, source: str | None, check: list[str] | None = N
                                                        f"unfused on flat), so more hardware entries would only "
                                                        f"repeat every point; expected one entry, got "
                                                        f"{len(hardware)}: {', '.join(hardware)}")
-    else:
-        spec = load_workload(workload)
-        known = set(spec.parameter_names())
-        fn = _per_point(lambda hw, p: {"time_s": predict(spec, hw, **p).time_s}, ("time_s",))
     for name in check or []:
         if name not in known:
             raise SimlibInputError(source, f"axes.{name}", f"{workload} has no parameter '{name}' (expected one of: "

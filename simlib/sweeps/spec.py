@@ -11,6 +11,9 @@
     fixed: {heads: 16, dtype: bf16, kernel: flash2, causal: false}
     constraints: ["block_q * head_dim * 2 <= smem"] # names: axes, fixed, and the hardware's smem, l2, sms
 
+The spec's own fields are strict (:class:`StrictModel`): ``chunk_size: true`` or ``"100"`` is an error, not 1 or
+100; so are an axis's ``num: true`` and ``integer: "no"``, and an integer logrange past the 64-bit range.
+
 A fusemax sweep's constraints may use its parameters only: each design runs on its own architecture, not on
 the spec's hardware entry, so smem, l2 and sms there would describe hardware no row ran on.
 
@@ -25,18 +28,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from simlib.errors import SimlibInputError
 from simlib.expressions import ExpressionError, evaluate, names_in, parse_expression
-from simlib.schema_errors import raise_for_validation
+from simlib.schema_errors import INTERNAL_FIELDS, raise_for_validation
+from simlib.strict_schema import StrictModel
 from simlib.yaml_loading import load_yaml_file
 
 HARDWARE_NAMES = ("smem", "l2", "sms")      # per-hardware names a constraint may use
+INT64_LIMIT = 2 ** 63                       # integer axis values are int64 columns: below this
 
 
-class SweepSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class SweepSpec(StrictModel):
+    """A sweep spec as written; numbers must be numbers and unknown fields are errors (:class:`StrictModel`)."""
 
     workload: str
     hardware: list[str] = Field(min_length=1)
@@ -52,6 +57,9 @@ def load_spec(spec: str | Path | dict) -> SweepSpec:
     if not isinstance(spec, dict):
         source = str(spec)
         spec = load_yaml_file(Path(spec))
+    if "source_file" in spec:      # set here from the path; a written one would make errors name another file
+        allowed = [name for name in SweepSpec.model_fields if name not in INTERNAL_FIELDS]
+        raise SimlibInputError(source, "source_file", f"unknown field (expected one of: {', '.join(allowed)})")
     try:
         loaded = SweepSpec.model_validate({**spec, "source_file": source})
     except ValidationError as exc:
@@ -102,13 +110,26 @@ def _axis_values(name: str, value, source: str) -> list[dict]:
         points = [{name: v} for v in value]
     elif isinstance(value, dict) and "logrange" in value:
         low, high = value["logrange"]
-        if not 0 < low < high:
+        if isinstance(low, bool) or isinstance(high, bool) or not 0 < low < high:
             raise ValueError("logrange needs 0 < low < high")
-        grid = np.geomspace(low, high, int(value.get("num", 10)))
-        integer = all(float(x).is_integer() for x in (low, high)) and value.get("integer", True)
+        num, integer = value.get("num", 10), value.get("integer", True)
+        if isinstance(num, bool) or not isinstance(num, (int, float)) or not float(num).is_integer() or num < 1:
+            raise SimlibInputError(source, f"axes.{name}.num", f"expected a whole number of points >= 1, got {num!r}")
+        num = int(num)
+        if not isinstance(integer, bool):
+            raise SimlibInputError(source, f"axes.{name}.integer", f"expected true or false, got {integer!r}")
+        grid = np.geomspace(low, high, num)
+        integer = all(float(x).is_integer() for x in (low, high)) and integer
+        if integer and high >= INT64_LIMIT:          # the cast to int64 would wrap to negative values silently
+            raise SimlibInputError(source, f"axes.{name}.logrange", f"{high:g} is past the largest 64-bit integer "
+                                                                    f"(2**63 - 1 = {INT64_LIMIT - 1}); expected a "
+                                                                    f"smaller high, or integer: false for floats")
         values = np.unique(np.round(grid).astype(np.int64)) if integer else grid
         points = [{name: v.item()} for v in values]
     elif isinstance(value, dict) and "range" in value:
+        if any(isinstance(v, bool) for v in value["range"]):      # range() would read true as 1
+            raise SimlibInputError(source, f"axes.{name}.range", f"expected whole numbers [start, stop, step], got "
+                                                                 f"{value['range']!r}")
         points = [{name: v} for v in range(*value["range"])]
     elif isinstance(value, dict) and "zip" in value:
         columns = value["zip"]
@@ -148,17 +169,21 @@ def parameter_names(spec: SweepSpec) -> list[str]:
     return names + [k for k in spec.fixed if k not in names]
 
 
-def _null_parameters(spec: SweepSpec) -> set[str]:
-    """Parameters the spec sets to null in some point (a list entry, a zipped one, or the fixed value)."""
-    _, axes = expand_axes(spec)
+def _null_parameters(spec: SweepSpec, axes: list[list[dict]] | None = None) -> set[str]:
+    """Parameters the spec sets to null in some point (a list entry, a zipped one, or the fixed value); ``axes``
+    is the spec's expansion where the caller has it."""
+    if axes is None:
+        _, axes = expand_axes(spec)
     nulls = {name for points in axes for point in points for name, value in point.items() if value is None}
     return nulls | {name for name, value in spec.fixed.items() if value is None}
 
 
-def check_constraints(spec: SweepSpec, known: set[str]) -> list:
+def check_constraints(spec: SweepSpec, known: set[str], axes: list[list[dict]] | None = None) -> list:
     """Parsed constraints; each may use parameters and the hardware names (a fusemax sweep's, parameters
-    only: its designs do not run on the spec's hardware entry)."""
+    only: its designs do not run on the spec's hardware entry). ``axes``: the spec's expansion, where the caller
+    has it (the nulls are found in it once, not once per constraint)."""
     hardware_names = set() if spec.workload == "fusemax" else set(HARDWARE_NAMES)
+    null_parameters = _null_parameters(spec, axes) if spec.constraints else set()
     parsed = []
     for i, text in enumerate(spec.constraints):
         try:
@@ -177,7 +202,7 @@ def check_constraints(spec: SweepSpec, known: set[str]) -> list:
             expected = f"a parameter or one of {', '.join(HARDWARE_NAMES)}" if hardware_names else "a parameter"
             raise SimlibInputError(spec.source_file, f"constraints[{i}]",
                                    f"unknown name '{sorted(unknown)[0]}' (expected {expected})")
-        nulls = sorted(names_in(node) & _null_parameters(spec))
+        nulls = sorted(names_in(node) & null_parameters)
         if nulls:
             raise SimlibInputError(spec.source_file, f"constraints[{i}]",
                                    f"uses {nulls[0]}, which is null (its default, derived or searched per point) "
@@ -195,16 +220,29 @@ def point_count(spec: SweepSpec) -> int:
     return len(spec.hardware) * int(np.prod([len(a) for a in axes]))
 
 
+def axis_columns(axes: list[list[dict]]) -> list[dict[str, np.ndarray]]:
+    """Per axis, each parameter's values as one array (a zipped axis has several), built once per sweep so that
+    a chunk only indexes them. Values of different kinds (64 and 0.5, None and 64) stay as given in an object
+    array: numpy would make 64 a float."""
+    columns = []
+    for points in axes:
+        arrays = {}
+        for key in points[0]:
+            given = [p[key] for p in points]
+            arrays[key] = np.array(given, dtype=object if len({type(v) for v in given}) > 1 else None)
+        columns.append(arrays)
+    return columns
+
+
+def rows_at(columns: list[dict[str, np.ndarray]], start: int, stop: int) -> dict[str, np.ndarray]:
+    """Columns for flat indices [start, stop) of the product of the axes (``axis_columns``; last axis fastest),
+    without building the whole product: each index is unravelled into one index per axis."""
+    sizes = [len(next(iter(arrays.values()))) for arrays in columns]
+    index = np.unravel_index(np.arange(start, stop), sizes)
+    return {key: values[idx] for arrays, idx in zip(columns, index) for key, values in arrays.items()}
+
+
 def product_rows(axes: list[list[dict]], start: int, stop: int) -> dict[str, np.ndarray]:
     """Columns for flat indices [start, stop) of the axes' product (last axis fastest), without building the
     whole product."""
-    sizes = [len(a) for a in axes]
-    index = np.unravel_index(np.arange(start, stop), sizes)
-    columns: dict[str, np.ndarray] = {}
-    for points, idx in zip(axes, index):
-        for key in points[0]:
-            # values of different kinds (64 and 0.5, None and 64) stay as given: numpy would make 64 a float
-            given = [p[key] for p in points]
-            values = np.array(given, dtype=object if len({type(v) for v in given}) > 1 else None)
-            columns[key] = values[idx]
-    return columns
+    return rows_at(axis_columns(axes), start, stop)

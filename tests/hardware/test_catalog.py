@@ -135,8 +135,35 @@ memory:
      "counts must be > 0"),
     ("bf16: 2.0}}", "bf16: 2.0}, sustained_tflops: {bf16: 5.0}}", None, "at most the peak_tflops for bf16"),
     ("family: gpu\n", "family: spatial\n", None, None),       # a spatial part may omit processors, but then...
+    # numbers are numbers inside mappings and lists too, and the error names the path down to the value
+    ("bf16: 2.0}}", "bf16: true}}", "compute.tc.peak_tflops.bf16", "expected a number, got True"),
+    ("bf16: 2.0}}", "bf16: '312'}}", "compute.tc.peak_tflops.bf16", "expected a number, got '312'"),
+    ("processors: {count: 2}\n", "op_decomposition: {div: {mul: '6', add: 1}}\nprocessors: {count: 2}\n",
+     "op_decomposition.div.mul", "expected a number, got '6'"),
+    ("processors: {count: 2}\n", "op_decomposition: {div: {mul: 6, add: true}}\nprocessors: {count: 2}\n",
+     "op_decomposition.div.add", "expected a number, got True"),
+    ("ops_per_cycle_per_processor: 8}", "mesh: [true, '256'], ops_per_cycle: 1}", "compute.sfu.mesh.0",
+     "expected a number, got True"),
+    ("ops_per_cycle_per_processor: 8}", "mesh: [256, '256'], ops_per_cycle: 1}", "compute.sfu.mesh.1",
+     "expected a number, got '256'"),
+    # a single value where a list is declared says so, whatever the list holds ('int8' is a dtype, not an int)
+    ("ops_per_cycle_per_processor: 8}", "ops_per_cycle_per_processor: 8, dtypes: fp16}", "compute.sfu.dtypes",
+     "expected a list, got 'fp16'"),
+    ("ops_per_cycle_per_processor: 8}", "mesh: 256x256, ops_per_cycle: 1}", "compute.sfu.mesh",
+     "expected a list, got '256x256'"),
+    # an empty decomposition would make the operation free
+    ("processors: {count: 2}\n", "op_decomposition: {div: {}}\nprocessors: {count: 2}\n", None,
+     "op_decomposition.div: expected the operations div decomposes into"),
+    # a sustained bandwidth is at most the level's peak, as sustained_tflops is at most peak_tflops
+    ("bandwidth_bytes_per_s: 1.0e11}", "bandwidth_bytes_per_s: 1.0e11, sustained_bandwidth_bytes_per_s: 2.0e11}",
+     "memory.0.sustained_bandwidth_bytes_per_s", "expected at most bandwidth_bytes_per_s (1e+11), got 2e+11"),
+    ("capacity_bytes: 65536}", "capacity_bytes: 65536, sustained_bandwidth_bytes_per_s: 2.0e11}",
+     "memory.1.sustained_bandwidth_bytes_per_s", "needs bandwidth_bytes_per_s"),
+    # the loader records the file a description came from; one written in the YAML would name another file
+    ("family: gpu\n", "family: gpu\nsource_file: /elsewhere/other.yaml\n", "source_file", "unknown field"),
 ])
 def test_bad_hardware_values(tmp_path, old, new, field, fragment):
+    assert old in TINY
     text = TINY.replace(old, new)
     if fragment is None:                                       # ...a per-processor level cannot exist
         text = text.replace("processors: {count: 2}\n", "").replace("ops_per_cycle_per_processor: 8",
@@ -146,8 +173,9 @@ def test_bad_hardware_values(tmp_path, old, new, field, fragment):
     path.write_text(text)
     with pytest.raises(SimlibInputError) as info:
         load_hardware(str(path))
-    assert fragment in str(info.value) and (field is None or info.value.field == field)
-    assert len(str(info.value)) < 200                          # no dump of the whole file
+    assert fragment in str(info.value) and (field is None or info.value.field == field), str(info.value)
+    assert info.value.source == str(path) and "/elsewhere" not in str(info.value)
+    assert len(info.value.message) < 250                       # no dump of the whole file
 
 
 def test_yaml_floats_without_a_dot_or_exponent_sign_are_numbers(tmp_path):

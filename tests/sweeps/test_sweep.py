@@ -137,11 +137,19 @@ def test_every_varied_setting_reaches_the_model():
      "seq is already varied by axes.seq"),
     ({"hardware": ["a100"], "fixed": {**SPEC["fixed"], "kernel": "flash3"}}, ["--processes", "2"],
      "flash3 does not run on a100"),
+    ({"hardware": ["a100"], "fixed": {**SPEC["fixed"], "kernel": "flash3"}}, ["--scheduler", "local"],
+     "flash3 does not run on a100"),
+    ({"hardware": ["a100"], "fixed": {**SPEC["fixed"], "kernel": "flash3"}},
+     ["--scheduler", "local", "--processes", "1"], "flash3 does not run on a100"),
 ])
 def test_bad_spec_reported_from_any_backend(tmp_path, change, args, fragment):
+    """One line and exit 2 whichever backend ran the chunk: no traceback, not even a Dask worker's log of it."""
+    if "--scheduler" in args:
+        pytest.importorskip("distributed")
     spec = _write_spec(tmp_path, {**SPEC, **change})
     out = run("sweep", str(spec), "--out", str(tmp_path / "x.parquet"), "--quiet", *args)
-    assert out.returncode == 2 and "Traceback" not in out.stderr and fragment in out.stderr
+    assert out.returncode == 2 and "Traceback" not in out.stderr and fragment in out.stderr, out.stderr
+    assert out.stderr.count("\n") == 1 and out.stderr.startswith(f"error: {spec}: "), out.stderr
 
 
 def test_parts_of_another_spec_are_refused(tmp_path):

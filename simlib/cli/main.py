@@ -290,6 +290,13 @@ def search(name: str = typer.Argument(..., help="Search: 'gna' (strides, dilatio
         print_tables([frame_table(f"gna on {hardware}: best configurations", table)])
 
 
+def _warn_hardware_mismatch(trace, hardware) -> None:
+    """--hardware other than the part a trace was measured on is allowed, with a warning on stderr."""
+    from simlib.validation.traces import hardware_mismatch
+    if mismatch := hardware_mismatch(trace, hardware):
+        typer.echo(f"warning: {mismatch}", err=True)
+
+
 @app.command()
 def validate(name: str = typer.Argument(..., help="A trace file (CSV or Parquet), 'all' (every trace under "
                                                   "traces/), or a named set: 'attention' (FlashAttention-2/3 TFLOP/s "
@@ -323,15 +330,16 @@ def validate(name: str = typer.Argument(..., help="A trace file (CSV or Parquet)
             paths = sorted([*TRACE_DIR.rglob("*.csv"), *TRACE_DIR.rglob("*.parquet")])
         elif name in tables:
             paths = []
+            _warn_hardware_mismatch(TRACE_DIR / named[name].TRACE, hardware)
             table = tables[name](hardware or "h100")
-            if name == "gna" and hardware is not None and (mismatch := gna_runtime.hardware_mismatch(hardware)):
-                typer.echo(f"warning: {mismatch}", err=True)          # allowed, as --hardware on any trace
         elif Path(name).suffix in (".csv", ".parquet") or Path(name).exists():
             paths = [Path(name)]
         else:
             raise SimlibInputError(None, "validate", f"unknown validation set {name!r} (expected a trace file, "
                                                      f"all, {', '.join(tables)})")
         labels = {path: _trace_label(path, paths, TRACE_DIR) for path in paths}
+        for path in paths:
+            _warn_hardware_mismatch(path, hardware)
         if paths:
             parts = []
             for path in paths:

@@ -18,23 +18,6 @@ from simlib.validation.traces import TRACE_DIR, read_trace
 TRACE = "published/gna-h100-natten.csv"
 
 
-def measured_hardware() -> str:
-    """The part the trace was measured on (its ``# hardware:`` line)."""
-    meta, _ = read_trace(TRACE_DIR / TRACE)
-    return meta["hardware"]
-
-
-def hardware_mismatch(hardware: str) -> str | None:
-    """A warning when ``hardware`` is not the part the measurements were taken on, else None. Predicting other
-    hardware against them is allowed, as ``--hardware`` overrides a trace's own hardware for any trace file,
-    but the errors then compare different parts."""
-    hw, measured = load_hardware(hardware), measured_hardware()
-    if hw.name == measured:
-        return None
-    return (f"predicting {hw.name} against measurements taken on {measured} ({TRACE}); the errors compare "
-            f"different hardware (omit --hardware to use {measured})")
-
-
 def gna_runtime_table(hardware: str = "h100", dtype: str | None = None) -> pd.DataFrame:
     """Per measured case: window, stride, measured and predicted µs, the most KV tiles a Q tile visits, whether
     the mask is fully block-sparse, and the error (predicted / measured − 1). ``dtype`` overrides the trace's."""

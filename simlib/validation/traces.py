@@ -171,6 +171,31 @@ PREDICTORS = {
 }
 
 
+def hardware_mismatch(path: str | Path, hardware: str | None) -> str | None:
+    """A warning when ``--hardware`` is not the part a trace was measured on (its ``# hardware:`` line or
+    ``hardware`` column, compared by the loaded YAML's ``name``), else None. The override is allowed, as it is for
+    any trace, but the errors then compare different parts."""
+    if hardware is None:
+        return None
+    meta, table = read_trace(path)
+    measured = set(table["hardware"].dropna().astype(str)) if "hardware" in table else set()
+    measured |= {meta["hardware"]} if meta.get("hardware") else set()
+    if not measured:
+        return None
+
+    def name_of(value: str) -> str:
+        try:
+            return load_hardware_beside(path, value).name
+        except SimlibInputError:            # a trace naming a YAML that is not shipped with it: its written name
+            return value
+
+    given, names = load_hardware_beside(path, hardware).name, sorted({name_of(m) for m in measured})
+    if given in names:
+        return None
+    return (f"{path}: predicting {given} against measurements taken on {', '.join(names)}; the errors compare "
+            f"different hardware (omit --hardware to use the trace's own)")
+
+
 def validate_trace(path: str | Path, hardware: str | None = None) -> pd.DataFrame:
     """Every row predicted: the trace's columns plus ``predicted_s`` and ``error`` (predicted / measured - 1)."""
     meta, table = read_trace(path)

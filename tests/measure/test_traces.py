@@ -15,6 +15,7 @@ import yaml
 
 from simlib.api import predict
 from simlib.measure.grid import expand, load_grid
+from simlib.hardware.catalog import load_hardware_beside
 from simlib.validation.traces import (TRACE_DIR, arithmetic_intensity, compute_bound_half, mape_by_group,
                                      read_trace, validate_trace)
 
@@ -405,3 +406,22 @@ def test_measure_output_must_be_a_writable_trace_file(tmp_path):
                              (tmp_path / "t.txt", "expected a .csv or .parquet")):
         out = run("measure", "--out", str(target), "--hardware", "a100", "--set", "gemm.size=64")
         assert out.returncode == 2 and "Traceback" not in out.stderr and fragment in out.stderr, out.stderr
+
+
+def test_validating_a_trace_on_other_hardware_warns(tmp_path):
+    """--hardware overrides a trace's own part for any trace (a calibrated YAML beside the CPU trace, the
+    published sets' H100): allowed, with one warning naming both parts; none when it is the measured part, by
+    catalog name or as the YAML the trace names."""
+    trace = TRACE_DIR / "cpu" / "amd-epyc-2c-fp32.csv"
+    meta, _ = read_trace(trace)
+    measured = load_hardware_beside(trace, meta["hardware"]).name
+    renamed = tmp_path / "other-cpu.yaml"
+    renamed.write_text((trace.parent / meta["hardware"]).read_text().replace(f"name: {measured}", "name: other-cpu"))
+    other = run("validate", str(trace), "--hardware", str(renamed), "--no-report")
+    assert other.returncode == 0, other.stderr
+    assert f"predicting other-cpu against measurements taken on {measured}" in other.stderr
+    same = run("validate", str(trace), "--hardware", meta["hardware"], "--no-report")
+    assert same.returncode == 0 and "warning" not in same.stderr, same.stderr
+    published = run("validate", "attention", "--hardware", "h200", "--no-report")
+    assert "predicting h200 against measurements taken on h100" in published.stderr
+    assert "warning" not in run("validate", "attention", "--hardware", "h100", "--no-report").stderr

@@ -260,6 +260,8 @@ def run_sweep(spec: SweepSpec | str | Path | dict, out: str | Path | None = None
         raise SimlibInputError("--processes", None, f"sets the worker count of --scheduler local; the workers of the "
                                                     f"scheduler at {scheduler} are its own (dask worker --nworkers), "
                                                     f"so expected no --processes with an address")
+    if out is not None and Path(out).is_dir():      # checked before any point is evaluated
+        raise SimlibInputError(str(out), "--out", "is a folder; expected a Parquet file to write")
     prepared = prepare(spec)
     plan = chunk_plan(prepared)
     parts = Path(str(out) + ".parts") if out else None

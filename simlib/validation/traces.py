@@ -63,7 +63,25 @@ def read_trace(path: str | Path) -> tuple[dict, pd.DataFrame]:
             raise SimlibInputError(str(path), f"row {number}", f"measured_s: expected a positive, finite time "
                                                                f"in seconds, got {table['measured_s'][number - 1]}")
     table["measured_s"] = measured
+    for column in FLAG_COLUMNS:
+        if column in table.columns:
+            table[column] = _flags(table[column], path, column)
     return meta, table
+
+
+FLAG_COLUMNS = ("causal",)
+TRUE_WORDS, FALSE_WORDS = {"true", "1", "1.0", "yes"}, {"false", "0", "0.0", "no", "", "nan"}
+
+
+def _flags(values: pd.Series, path: Path, column: str) -> pd.Series:
+    """A yes/no column as booleans: true/1/yes or false/0/no (any case; an empty cell is false), anything else
+    an input error naming the row, so that a typo cannot silently read as false."""
+    words = _words(values)
+    for number, word in enumerate(words, start=1):
+        if word not in TRUE_WORDS | FALSE_WORDS:
+            raise SimlibInputError(str(path), f"row {number}", f"{column}: expected true or false (or 1/0, yes/no), "
+                                                               f"got {values.iloc[number - 1]!r}")
+    return words.isin(TRUE_WORDS)
 
 
 def _read_csv(path: Path) -> tuple[dict, pd.DataFrame]:
@@ -98,8 +116,12 @@ def _read_parquet(path: Path) -> tuple[dict, pd.DataFrame]:
 
 
 def is_true(values) -> np.ndarray:
-    """A trace's boolean column (``True``/``true``/``False`` as read from CSV) as booleans."""
-    return np.asarray(pd.Series(values).astype(str).str.lower() == "true")
+    """A trace's yes/no column as booleans (``read_trace`` has already checked and converted it)."""
+    return np.asarray(_words(pd.Series(values)).isin(TRUE_WORDS))
+
+
+def _words(values: pd.Series) -> pd.Series:
+    return values.map(lambda v: "" if pd.isna(v) else str(v).strip().lower())
 
 
 def _int(row, name):
@@ -132,7 +154,7 @@ def _sdpa(row, hw: HardwareSpec, path) -> float:
             kernel = "flash2"
         settings = {"batch": _int(row, "batch"), "heads": _int(row, "heads"), "seq_q": _int(row, "seq_q"),
                     "seq_kv": _int(row, "seq_kv"), "head_dim": _int(row, "head_dim"), "dtype": row["dtype"],
-                    "causal": str(row.get("causal", "false")).lower() == "true", "kernel": kernel}
+                    "causal": bool(is_true([row.get("causal", False)])[0]), "kernel": kernel}
         if settings["seq_q"] == 1 and kernel != "standard":
             # PyTorch's flash backend runs FlashAttention-2's mha_fwd, which splits the K/V of a decode query by
             # its own heuristic (set_params_splitkv) and runs its split kernel when that gives more than one

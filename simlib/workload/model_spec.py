@@ -175,8 +175,8 @@ def model_from_hf_config(path: str | Path) -> ModelSpec:
     path = Path(path)
     source = str(path)
     try:
-        config = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise SimlibInputError(source, None, f"cannot read a JSON config: {exc}") from None
     if not isinstance(config, dict):
         raise SimlibInputError(source, None, "expected a JSON object")
@@ -203,12 +203,15 @@ def model_from_hf_config(path: str | Path) -> ModelSpec:
         raise SimlibInputError(source, "num_attention_heads", f"{heads} heads leave hidden_size {hidden} less "
                                                               f"than one dimension per head; expected at most "
                                                               f"hidden_size heads, or a head_dim")
-    file_keys = {**HF_FIELDS, "name": "name_or_path",
+    file_keys = {**HF_FIELDS, "name": "_name_or_path",
                  "head_dim": "head_dim" if "head_dim" in given else "hidden_size",
                  "kv_heads": "num_key_value_heads" if "num_key_value_heads" in given else "num_attention_heads",
                  "intermediate": intermediate_key, "experts": experts_key or EXPERT_KEYS[0],
                  "active_experts": "num_experts_per_tok"}
-    values = {"name": config.get("name_or_path") or path.parent.name or path.stem,
+    # transformers saves the model id as "_name_or_path"
+    named = next((config[k] for k in ("_name_or_path", "name_or_path") if isinstance(config.get(k), str)
+                  and config[k].strip()), None)
+    values = {"name": named or path.parent.name or path.stem,
               "hidden": hidden, "heads": heads,
               "head_dim": config["head_dim"] if "head_dim" in given else hidden // heads,
               "intermediate": config[intermediate_key], "layers": config["num_hidden_layers"],
@@ -252,3 +255,7 @@ def check_kv_heads(spec: ModelSpec) -> None:
                                f"{spec.key_value_heads} key/value heads must divide the {spec.heads} query heads "
                                f"(grouped-query attention: each key/value head serves heads / kv_heads query "
                                f"heads); expected a divisor of {spec.heads}")
+    if spec.active_experts is not None and spec.active_experts > spec.experts:
+        raise SimlibInputError(spec.source_file or spec.name, spec.file_key("active_experts"),
+                               f"{spec.active_experts} experts per token of {spec.experts}; expected at most "
+                               f"{spec.experts}")

@@ -425,3 +425,24 @@ def test_validating_a_trace_on_other_hardware_warns(tmp_path):
     published = run("validate", "attention", "--hardware", "h200", "--no-report")
     assert "predicting h200 against measurements taken on h100" in published.stderr
     assert "warning" not in run("validate", "attention", "--hardware", "h100", "--no-report").stderr
+
+
+def test_a_causal_cell_is_true_false_or_refused(tmp_path):
+    """causal reads true/1/yes and false/0/no (an empty cell: false); anything else is refused with the row named,
+    instead of silently reading as false (the FA3 paper's first causal row: 1 predicts as true does)."""
+    source = TRACE_DIR / "published" / "flash-h100-fa3-paper.csv"
+    lines = source.read_text().splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("op,"))
+    row = next(i for i in range(header + 1, len(lines)) if ",True," in lines[i] or ",true," in lines[i])
+    expected = validate_trace(source)["predicted_s"][row - header - 1]
+    for word, ok in (("1", True), ("yes", True), ("maybe", False)):
+        edited = lines.copy()
+        edited[row] = edited[row].replace(",True,", f",{word},").replace(",true,", f",{word},")
+        path = tmp_path / f"{word}.csv"
+        path.write_text("\n".join(edited) + "\n")
+        if ok:
+            assert validate_trace(path)["predicted_s"][row - header - 1] == expected
+        else:
+            out = run("validate", str(path), "--no-report")
+            assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+            assert f"row {row - header}: causal: expected true or false" in out.stderr, out.stderr

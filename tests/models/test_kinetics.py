@@ -620,3 +620,31 @@ def test_config_kv_heads_must_divide_heads(tmp_path, kv):
     out = run("predict", "tts", "-H", "b200", "--set", f"model={path}")
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert f"{path}: num_key_value_heads: {kv} key/value heads must divide the 2 query heads" in out.stderr
+
+
+def test_a_config_that_is_not_utf8_is_an_input_error(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_bytes(b"\xff\xfe{}")
+    out = run("predict", "tts", "-H", "b200", "--set", f"model={path}")
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert f"{path}: cannot read a JSON config" in out.stderr
+
+
+def test_a_config_is_named_by_its_saved_model_id(tmp_path):
+    """transformers writes the model id as "_name_or_path"; the folder name is the fallback."""
+    folder = tmp_path / "snapshot"
+    folder.mkdir()
+    path = folder / "config.json"
+    path.write_text(json.dumps({**SHAPE, "model_type": "llama", "_name_or_path": "Qwen/Qwen3-8B"}))
+    assert load_model(str(path)).name == "Qwen/Qwen3-8B"
+    path.write_text(json.dumps({**SHAPE, "model_type": "llama"}))
+    assert load_model(str(path)).name == "snapshot"
+
+
+def test_more_active_experts_than_experts_is_refused(tmp_path):
+    path = tmp_path / "moe.yaml"
+    path.write_text("name: m\nhidden: 64\nheads: 4\nkv_heads: 4\nhead_dim: 16\nintermediate: 128\nlayers: 2\n"
+                    "vocab: 100\nexperts: 4\nactive_experts: 8\n")
+    out = run("predict", "tts", "-H", "b200", "--set", f"model={path}")
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert f"{path}: active_experts: 8 experts per token of 4; expected at most 4" in out.stderr

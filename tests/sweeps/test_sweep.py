@@ -408,3 +408,12 @@ def test_constraints_that_remove_every_point_exit_2(tmp_path):
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
     assert f"{path}: constraints: " in out.stderr and "removed every one of the 80 points" in out.stderr
     assert not (tmp_path / "x.parquet").exists()
+
+
+def test_out_that_is_a_folder_is_refused_before_any_point_runs(tmp_path):
+    folder = tmp_path / "adir"
+    folder.mkdir()
+    out = run("sweep", str(_write_spec(tmp_path, SPEC)), "--out", str(folder), "--quiet")
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert f"{folder}: --out: is a folder; expected a Parquet file" in out.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adir", "spec.json"]      # no .tmp or .parts left

@@ -3,9 +3,18 @@ HTML with PNGs and tables, no server: the roofline per hardware (where the resul
 best configurations per hardware, and the sensitivity of time to each axis (median time against each axis's
 values, the others varying).
 
-The best-configuration table and the sensitivity curves group rows by hardware, and in a fusemax sweep (rows
-with a ``design`` column) by design and the hardware it ran on: several designs run on one architecture (FLAT
-and the unfused baseline both on ``flat``), so grouping by hardware alone would put two designs in one curve.
+The sensitivity curves group rows by hardware, and in a fusemax sweep (rows with a ``design`` column) by design
+and the hardware it ran on: several designs run on one architecture (FLAT and the unfused baseline both on
+``flat``), so grouping by hardware alone would put two designs in one curve.
+
+The best-configuration table compares choices on one problem, never problems with each other: a sweep's axes
+are either *choices* (CHOICE_AXES: kernel, tiles, splits, GNA stride and dilation, the fusemax design) or the
+*problem* (every other axis: seq, batch, window, model, gen_len, ...). Per hardware and per problem (one value
+of every problem axis) the table lists the row with the best metric over the choices: the lowest for a time or
+cost, the highest for a throughput (HIGHER_IS_BETTER). A design brings its own hardware, so in a fusemax sweep
+the designs are compared per problem across hardware. Ranking raw time over all rows would always pick the
+smallest problem (seq 512, batch 1; the smallest window or model), which says nothing about the choices; a
+sweep that varies no choice has nothing to choose, and the report says so instead of a table.
 """
 from __future__ import annotations
 
@@ -63,9 +72,37 @@ def _label(columns: list[str], key) -> str:
     return f"{named['design']} on {named['hardware']}" if "design" in named else named.get("hardware", "")
 
 
-def best_rows(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """The row with the lowest ``metric`` per group (``group_columns``)."""
-    return frame.loc[frame.dropna(subset=[metric]).groupby(group_columns(frame))[metric].idxmin()]
+# the axes that are choices for running a problem (the rest describe the problem): attention's kernel, tiles and
+# split count, GNA's tiles, stride and dilation, and the fusemax design (which runs on its own hardware)
+CHOICE_AXES = ("kernel", "block_q", "block_kv", "splits", "q_tile", "kv_tile", "stride", "dilation", "design")
+# metrics where more is better (a throughput or a speedup); every other metric (time, energy, cost) is lower-better
+HIGHER_IS_BETTER = ("tflops", "useful_tflops", "speedup", "speedup_vs_unfused", "speedup_vs_flat", "speedup_bound",
+                    "tile_speedup_bound")
+
+
+def choice_axes(axes: list[str]) -> list[str]:
+    return [a for a in axes if a in CHOICE_AXES]
+
+
+def problem_axes(axes: list[str]) -> list[str]:
+    """The swept axes that describe the problem: neither a choice (CHOICE_AXES) nor the hardware."""
+    return [a for a in axes if a not in CHOICE_AXES and a != "hardware"]
+
+
+def best_rows(frame: pd.DataFrame, metric: str, axes: list[str] | None = None) -> pd.DataFrame:
+    """Per hardware and per problem (one value of each of ``problem_axes(axes)``), the row with the best
+    ``metric`` over the choices: the highest where the metric is a throughput (HIGHER_IS_BETTER), else the
+    lowest. A design runs on its own hardware, so with a ``design`` column the hardware follows the choice and
+    is not a group. ``axes`` defaults to the columns that vary and are not outputs. Rows without the metric are
+    skipped; the result is ordered by the groups."""
+    if axes is None:
+        axes = [c for c in frame.columns if c not in OUTPUTS and c != "hardware" and frame[c].nunique() > 1]
+    keys = ([] if "design" in frame.columns else ["hardware"]) + problem_axes(axes)
+    rows = frame.dropna(subset=[metric])
+    pick = "idxmax" if metric in HIGHER_IS_BETTER else "idxmin"
+    if not keys:
+        return rows.loc[[getattr(rows[metric], pick)()]]
+    return rows.loc[getattr(rows.groupby(keys, sort=True)[metric], pick)().to_numpy()]
 
 
 def sensitivity_curves(frame: pd.DataFrame, axis: str, metric: str) -> dict[str, pd.Series]:
@@ -109,8 +146,19 @@ def build_report(source: str | Path, out: str | Path, metric: str | None = None)
             fig.savefig(folder / image, dpi=110)
             plt.close(fig)
             sections.append(f"<h3>Roofline: {html.escape(name)}</h3><img src='{html.escape(image)}'>")
-    per = "design (the hardware column: the architecture it ran on)" if "design" in frame.columns else "hardware"
-    sections.append(f"<h2>Best configuration per {per}</h2>" + _table_html(best_rows(frame, metric)))
+    choices, problem = choice_axes(axes), problem_axes(axes)
+    better = "highest" if metric in HIGHER_IS_BETTER else "lowest"
+    per = " and ".join(["hardware"] * ("design" not in frame.columns) + [", ".join(problem)] * bool(problem))
+    if choices:
+        rule = (f"Per {per or 'sweep'}: the choice ({', '.join(choices)}) with the {better} {metric}. Problems "
+                f"are not ranked against each other (a smaller problem is not a better configuration).")
+        sections.append(f"<h2>Best configuration per {per or 'sweep'}</h2><p>{html.escape(rule)}</p>"
+                        + _table_html(best_rows(frame, metric, axes)))
+    else:
+        sections.append("<h2>Best configuration</h2><p>" + html.escape(
+            f"The sweep varies only the problem ({', '.join(problem) or 'no axis'}), no choice "
+            f"({', '.join(CHOICE_AXES)}): each row is its own problem, so there is no configuration to pick; "
+            f"the sensitivity curves show how {metric} follows each axis.") + "</p>")
     for axis in axes:
         fig, ax = plt.subplots(figsize=(5, 3.5))
         numeric = pd.api.types.is_numeric_dtype(frame[axis]) and not pd.api.types.is_bool_dtype(frame[axis])

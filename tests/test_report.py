@@ -94,13 +94,15 @@ FUSEMAX_ROWS = pd.DataFrame({      # FLAT and unfused both ran on flat; times ch
 
 def test_fusemax_curves_and_best_rows_keep_designs_apart():
     """One curve per design, even where two designs share hardware: the flat curve is FLAT's own times (6, 96),
-    not the median of FLAT and unfused (8, 128) that grouping by hardware gives."""
+    not the median of FLAT and unfused (8, 128) that grouping by hardware gives. The best table compares the
+    designs per problem instead (a design brings its own hardware)."""
     from simlib.report import best_rows, sensitivity_curves
     curves = sensitivity_curves(FUSEMAX_ROWS, "seq", "time_s")
     assert {k: v.tolist() for k, v in curves.items()} == {
         "fusemax on fusemax": [1.0, 16.0], "flat on flat": [6.0, 96.0], "unfused on flat": [10.0, 160.0]}
-    assert sorted(best_rows(FUSEMAX_ROWS, "time_s")[["design", "time_s"]].itertuples(index=False)) == [
-        ("flat", 6.0), ("fusemax", 1.0), ("unfused", 10.0)]
+    # the design is the choice, per problem (seq): FuseMax wins at both sequence lengths
+    assert list(best_rows(FUSEMAX_ROWS, "time_s", ["seq", "design"])[["seq", "design", "time_s"]].itertuples(
+        index=False)) == [(1024, "fusemax", 1.0), (4096, "fusemax", 16.0)]
     # along the design axis itself each point is one design (median over the seqs: (1+16)/2, (6+96)/2, ...)
     (curve,) = sensitivity_curves(FUSEMAX_ROWS, "design", "time_s").values()
     assert curve.to_dict() == {"fusemax": 8.5, "flat": 51.0, "unfused": 85.0}
@@ -113,10 +115,11 @@ def test_rows_without_a_design_group_by_hardware():
     assert {k: v.tolist() for k, v in curves.items()} == {"fusemax": [1.0, 16.0], "flat": [8.0, 128.0]}
 
 
-def test_shipped_fusemax_report_has_one_best_row_per_design(tmp_path):
+def test_shipped_fusemax_report_picks_the_best_design_per_problem(tmp_path):
     """The report built now from the shipped spec (reports/fusemax_vs_flat/spec.yaml, as `simlib report SPEC
-    --out reports/fusemax_vs_flat` regenerates it): three designs, FLAT and unfused both on flat, each its own
-    best row, whose time is run_design's on that row's point (one direct prediction, the independent value)."""
+    --out reports/fusemax_vs_flat` regenerates it): one best row per problem (seq x model, 24), the design
+    (a choice, on its own hardware) with the lowest time; a row's time is run_design's on that row's point and
+    no lower than the other designs' there (direct predictions, the independent values)."""
     from simlib.models.spatial_cli import run_design
     from simlib.report import build_report
     spec = Path(__file__).parent.parent / "reports" / "fusemax_vs_flat" / "spec.yaml"
@@ -125,14 +128,14 @@ def test_shipped_fusemax_report_has_one_best_row_per_design(tmp_path):
     table.feed(page)
     header, *rows = table.rows
     best = [dict(zip(header, row)) for row in rows]
-    assert sorted((r["design"], r["hardware"]) for r in best) == [("flat", "flat"), ("fusemax", "fusemax"),
-                                                                  ("unfused", "flat")]
-    assert "Best configuration per design" in page
-    for row in best:
+    assert len(best) == 6 * 4 and len({(r["seq"], r["model"]) for r in best}) == 24
+    assert "Best configuration per seq, model" in page and "the choice (design) with the lowest time_s" in page
+    for row in best[::7]:
         seq = int(row["seq"])
-        direct = run_design(row["design"], {"model": row["model"], "seq_q": seq, "seq_kv": seq, "batch": 64,
-                                            "dtype": "fp16"})
-        assert float(row["time_s"]) == pytest.approx(direct["time_s"], rel=1e-3)     # the table prints 4 digits
+        times = {d: run_design(d, {"model": row["model"], "seq_q": seq, "seq_kv": seq, "batch": 64,
+                                   "dtype": "fp16"})["time_s"] for d in ("fusemax", "flat", "unfused")}
+        assert float(row["time_s"]) == pytest.approx(times[row["design"]], rel=1e-3)     # 4 digits printed
+        assert times[row["design"]] == min(times.values())
     for image in ("sensitivity_seq.png", "sensitivity_model.png", "sensitivity_design.png"):
         assert (tmp_path / "report" / image).stat().st_size > 5_000
 
@@ -161,22 +164,41 @@ class _Cells(HTMLParser):
 
 
 def test_a_tts_sweep_reports_its_cost_without_naming_the_metric(tmp_path):
-    """A test-time-scaling sweep has no time column: the report ranks eflops unless told otherwise, and its best
-    row per hardware is the sweep's least cost (the minimum of the sweep's own eflops column)."""
+    """A test-time-scaling sweep has no time column: the report ranks eflops unless told otherwise. Its axes
+    (model, samples) are all the problem, no choice, so there is no best configuration: the page says so rather
+    than listing the least cost (the smallest model, which no one chose)."""
     from simlib.report import build_report
-    from simlib.sweeps.run import run_sweep
     spec = tmp_path / "tts.yaml"
     spec.write_text("workload: tts\nhardware: [b200]\naxes:\n  model: [qwen3-0.6b, qwen3-8b]\n  samples: [1, 4]\n"
                     "fixed: {prompt_len: 1000, gen_len: 4096, attention: dense}\n")
     index = build_report(spec, tmp_path / "out")
     page = index.read_text()
     assert "metric eflops" in page
-    cells = _first_table_cells(page)
-    column = cells[0].index("eflops")
-    assert float(cells[1][column]) == pytest.approx(run_sweep(spec)["eflops"].min(), rel=1e-3)
+    assert "The sweep varies only the problem (model, samples), no choice" in page and "<table" not in page
     out = subprocess.run([sys.executable, "-m", "simlib.cli.main", "report", str(spec), "--out", str(tmp_path / "o2"),
                           "--metric", "time_s"], capture_output=True, text=True)
     assert out.returncode == 2 and "no 'time_s' column" in out.stderr
+
+
+def test_best_configuration_is_per_problem_not_the_smallest_problem():
+    """A hand-made table: two sequence lengths (problem) by two tiles (choice) on two GPUs. The old rule (lowest
+    time over all rows) picked seq 512 on each GPU whatever the tiles; per problem the best tile is plain: 64 at
+    seq 512 and 128 at seq 4096 on a100, 128 at both on h100. Ranked by tflops (higher is better) the same rows
+    win, and a sweep of tiles alone (no problem axis) gives one row per GPU."""
+    from simlib.report import best_rows
+    frame = pd.DataFrame({
+        "hardware": ["a100"] * 4 + ["h100"] * 4, "seq": [512, 512, 4096, 4096] * 2, "block_q": [64, 128] * 4,
+        "time_s": [1.0, 2.0, 40.0, 30.0, 0.9, 0.5, 20.0, 10.0]})
+    frame["tflops"] = frame["seq"] ** 2 / frame["time_s"]
+    expected = [("a100", 512, 64), ("a100", 4096, 128), ("h100", 512, 128), ("h100", 4096, 128)]
+    for metric in ("time_s", "tflops"):
+        best = best_rows(frame, metric, ["seq", "block_q"])
+        assert list(best[["hardware", "seq", "block_q"]].itertuples(index=False)) == expected, metric
+    assert best_rows(frame, "time_s")[["seq", "block_q"]].values.tolist() == [[512, 64], [4096, 128], [512, 128],
+                                                                             [4096, 128]]   # axes inferred
+    tiles = frame[frame["seq"] == 4096].drop(columns="seq")
+    assert best_rows(tiles, "time_s", ["block_q"])[["hardware", "block_q"]].values.tolist() == [["a100", 128],
+                                                                                               ["h100", 128]]
 
 
 def _first_table_cells(page: str) -> list[list[str]]:

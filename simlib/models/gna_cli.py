@@ -8,6 +8,7 @@ from simlib.cli.values import check_positive_int, with_defaults
 from simlib.dtypes import DTYPE_BITS
 from simlib.errors import SimlibInputError
 from simlib.hardware.schema import HardwareSpec
+from simlib.models.attention_cli import MAX_COUNT, MAX_SEQ
 from simlib.models.gna import default_tiles, predict_gna, search_gna, tile_problem, tile_shapes
 
 DEFAULTS = {"shape": None, "window": None, "stride": None, "dilation": None, "causal": False, "q_tile": None,
@@ -26,6 +27,22 @@ def _sizes(name: str, value) -> tuple[int, ...]:
     if not sizes or any(isinstance(p, bool) for p in parts) or any(x <= 0 for x in sizes):
         raise SimlibInputError("--set", name, f"expected positive integers per dimension like 30x48x80, got {value!r}")
     return sizes
+
+
+def _check_layout_size(shape: tuple[int, ...], given) -> None:
+    """The layout's bounds, the attention models' sequence cap (attention_cli.MAX_SEQ, 2**26 tokens) on each
+    extent and on the total token count. Why: the mask model builds arrays over the tokens of a dimension and
+    multiplies extents in 64-bit integers, so a larger layout overflowed (OverflowError), ran out of memory
+    (numpy MemoryError, or the process killed) or hit numpy's 'array is too big' instead of an input error.
+    Checked before anything else uses the layout, so predict, search, figure and sweeps all refuse it alike."""
+    for d, n in enumerate(shape):
+        if n > MAX_SEQ:
+            raise SimlibInputError("--set", "shape", f"extent {n} in dimension {d} is too large: expected at most "
+                                                     f"{MAX_SEQ} tokens (2**26, the attention models' sequence cap)")
+    tokens = math.prod(shape)
+    if tokens > MAX_SEQ:
+        raise SimlibInputError("--set", "shape", f"layout {given} has {tokens} tokens: expected at most {MAX_SEQ} "
+                                                 f"in all (2**26, the attention models' sequence cap)")
 
 
 def _flags(value, ndim: int) -> tuple[bool, ...]:
@@ -56,6 +73,7 @@ def gna_parameters(hw: HardwareSpec, settings: dict, *, resolve_tiles: bool = Tr
     ndim = len(shape)
     if ndim > 3:
         raise SimlibInputError("--set", "shape", f"expected a 1-D, 2-D or 3-D token layout, got {ndim} dimensions")
+    _check_layout_size(shape, params["shape"])
     sizes = {"shape": shape}
     for name in PER_DIMENSION[1:]:
         if params[name] is not None:
@@ -77,6 +95,10 @@ def gna_parameters(hw: HardwareSpec, settings: dict, *, resolve_tiles: bool = Tr
                                                         f"layout's extent {n}")
     for name in ("batch", "heads", "head_dim"):
         check_positive_int(name, params[name])
+    for name in ("batch", "heads"):
+        if params[name] > MAX_COUNT:
+            raise SimlibInputError("--set", name, f"expected at most {MAX_COUNT} (the counts stay exact in 64-bit "
+                                                  f"integers, as predict attention's), got {params[name]}")
     if params["dtype"] not in DTYPE_BITS:
         raise SimlibInputError("--set", "dtype", f"unknown dtype {params['dtype']!r}")
     if hw.family != "gpu":

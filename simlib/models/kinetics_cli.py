@@ -9,7 +9,7 @@ from simlib.cli.values import check_positive_int, with_defaults
 from simlib.dtypes import DTYPE_BITS, dtype_bytes
 from simlib.errors import SimlibInputError
 from simlib.hardware.schema import HardwareSpec
-from simlib.models.attention_cli import MAX_SEQ
+from simlib.models.attention_cli import MAX_COUNT, MAX_SEQ
 from simlib.models.kinetics import ATTENTION_VARIANTS, decode_seconds, prefill_cost, tts_cost
 from simlib.workload.model_spec import ModelSpec, load_model
 
@@ -40,7 +40,9 @@ def _check_sparse(name: str, value) -> None:
 
 def tts_parameters(settings: dict) -> dict:
     """``predict tts``'s settings over DEFAULTS, each checked: lengths and counts positive whole numbers, gen_len
-    (one or a list) at most MAX_GEN_LEN, a known attention variant and dtype, intensity a finite FLOP per byte
+    (one or a list) at most MAX_GEN_LEN and prompt_len at most MAX_SEQ (the attention models' sequence cap),
+    samples and serving_batch at most MAX_COUNT (as ``predict attention`` caps its counts; larger values were
+    accepted and gave meaningless, inexact costs), a known attention variant and dtype, intensity a finite FLOP per byte
     > 0. Every sparse setting given (SPARSE) is checked whatever the attention variant, and the variant's own
     (NEEDS) must be given; one the variant does not use is accepted and ignored, so that one table or sweep can
     give a budget for its top-k rows next to dense rows."""
@@ -59,6 +61,11 @@ def tts_parameters(settings: dict) -> dict:
     params["gen_len"] = lengths
     for name in ("prompt_len", "samples", "serving_batch"):
         check_positive_int(name, params[name])
+        limit = MAX_SEQ if name == "prompt_len" else MAX_COUNT
+        if params[name] > limit:
+            what = "prompt tokens (2**26, the attention models' sequence cap)" if name == "prompt_len" else \
+                "(the counts stay exact in 64-bit integers, as predict attention's)"
+            raise SimlibInputError("--set", name, f"expected at most {limit} {what}, got {params[name]}")
     if not isinstance(params["attention"], str) or params["attention"] not in ATTENTION_VARIANTS:
         raise SimlibInputError("--set", "attention", f"unknown attention {params['attention']!r} (expected one "
                                                      f"of: {', '.join(ATTENTION_VARIANTS)})")

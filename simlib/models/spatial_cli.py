@@ -10,6 +10,7 @@ from simlib.cli.values import check_positive_int, with_defaults
 from simlib.dtypes import DTYPE_BITS
 from simlib.errors import SimlibInputError
 from simlib.hardware.schema import HardwareSpec
+from simlib.models.attention_cli import MAX_COUNT, MAX_SEQ
 from simlib.models.spatial_attention import predict_design, predict_layer
 from simlib.models.spatial_design import design_hardware, design_workload, load_design
 from simlib.workload.model_spec import load_model
@@ -19,16 +20,31 @@ DEFAULTS = {"design": "fusemax", "model": "bert", "seq": 65536, "seq_q": None, "
 BASELINES = ("unfused", "flat")
 
 
+def _check_limit(name: str, value: int, limit: int, what: str, source: str = "--set") -> None:
+    if value > limit:
+        raise SimlibInputError(source, name, f"expected at most {limit} {what}, got {value}")
+
+
+SEQ_LIMIT = "tokens (2**26, the attention models' sequence cap)"
+COUNT_LIMIT = "(the counts stay exact in 64-bit integers, as predict attention's)"
+
+
 def _parameters(settings: dict) -> dict:
+    """The checked settings: seq / seq_q / seq_kv positive and at most MAX_SEQ, batch positive and at most
+    MAX_COUNT, the bounds ``predict attention`` uses, so an absurd size (batch=1e20) is an input error rather
+    than a meaningless answer. heads come from the model; ``run_design`` caps them the same way."""
     if "seq" in settings and ("seq_q" in settings or "seq_kv" in settings):
         raise SimlibInputError("--set", "seq", "given with seq_q or seq_kv; seq sets both, give one or the other")
     params = with_defaults("fusemax", DEFAULTS, settings)
     if "seq" in settings:                        # a bad seq is reported as seq, not as the seq_q it fills in
         check_positive_int("seq", params["seq"])
+        _check_limit("seq", params["seq"], MAX_SEQ, SEQ_LIMIT)
     for name in ("seq_q", "seq_kv"):             # not given: seq; a given 0 is checked (and refused) below
         params[name] = params["seq"] if params[name] is None else params[name]
     for name in ("seq_q", "seq_kv", "batch"):
         check_positive_int(name, params[name])
+        _check_limit(name, params[name], MAX_COUNT if name == "batch" else MAX_SEQ,
+                     COUNT_LIMIT if name == "batch" else SEQ_LIMIT)
     if not isinstance(params["layer"], bool):
         raise SimlibInputError("--set", "layer", f"expected true or false, got {params['layer']!r}")
     if params["dtype"] not in DTYPE_BITS:
@@ -40,6 +56,7 @@ def run_design(design_name: str, params: dict, hw: HardwareSpec | None = None) -
     """Attention alone, or with ``layer`` the whole layer (attention + projections + MLP on the 2D array)."""
     design = load_design(design_name)
     shape = load_model(params["model"])
+    _check_limit("heads", shape.heads, MAX_COUNT, COUNT_LIMIT, shape.source_file or shape.name)
     hw = hw or design_hardware(design)
     if params["dtype"] not in hw.all_dtypes():
         raise SimlibInputError("--set", "dtype", f"{hw.name}'s arrays compute in {', '.join(sorted(hw.all_dtypes()))}"

@@ -591,3 +591,28 @@ def test_search_with_nothing_block_sparse_says_so():
     found = run("search", "gna", "--hardware", "h100", "--set", "shape=32768", "--set", "window=2048",
                 "--block-sparse-only", "--top", "1")
     assert found.returncode == 0 and "no configuration met" not in found.stderr
+
+
+@pytest.mark.parametrize("command, settings, field, fragment", [
+    # a 20-digit extent overflowed a C long; 1e12 ran numpy out of memory (1e9 was OOM-killed); 1e20 was 'array is too big'
+    ("predict", ["shape=99999999999999999999", "window=16"], "shape", "expected at most 67108864 tokens"),
+    ("predict", ["shape=1e12", "window=16"], "shape", "extent 1000000000000 in dimension 0"),
+    ("search", ["shape=1e20", "window=16"], "shape", "expected at most 67108864 tokens"),
+    # every extent within the cap, but 2**27 tokens in all
+    ("predict", ["shape=8192x8192x2", "window=16x16x2"], "shape", "has 134217728 tokens: expected at most 67108864"),
+    ("predict", ["shape=30x48x80", "window=18x24x24", "heads=1e20"], "heads", "expected at most 2147483647"),
+    ("search", ["shape=30x48x80", "window=18x24x24", "batch=1e20"], "batch", "expected at most 2147483647"),
+])
+def test_gna_sizes_are_capped_like_predict_attention(command, settings, field, fragment):
+    """Layout extents and the total token count stop at attention's MAX_SEQ (2**26), heads and batch at its
+    MAX_COUNT, in gna_parameters: exit 2 naming the field and the limit, never a traceback or an OOM kill."""
+    out = run(command, "gna", "--hardware", "h100", *[a for s in settings for a in ("--set", s)])
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert f"--set: {field}:" in out.stderr and fragment in out.stderr, out.stderr
+
+
+def test_gna_layout_at_the_cap_runs():
+    """The cap is inclusive: a 1-D layout of exactly 2**26 tokens is predicted (in about a second)."""
+    out = run("predict", "gna", "--hardware", "h100", "--set", "shape=67108864", "--set", "window=16", "--set",
+              "q_tile=128", "--set", "kv_tile=128", "--json")
+    assert out.returncode == 0, out.stderr

@@ -197,6 +197,11 @@ def test_cli_exact_form():
     (["model=7"], "model: expected a model name"),
     (["model=qwen3-8b", "gen_len=1e12"], "gen_len: expected at most 67108864 generated tokens per sample"),
     (["model=qwen3-8b", "gen_len=1000,67108865"], "gen_len: expected at most 67108864"),
+    # prompt_len, samples and serving_batch had no cap (prompt_len=1e20 was accepted): MAX_SEQ / MAX_COUNT
+    (["model=qwen3-8b", "prompt_len=1e20"], "prompt_len: expected at most 67108864 prompt tokens"),
+    (["model=qwen3-8b", "prompt_len=67108865"], "prompt_len: expected at most 67108864"),
+    (["model=qwen3-8b", "samples=1e20"], "samples: expected at most 2147483647"),
+    (["model=qwen3-8b", "serving_batch=2147483648"], "serving_batch: expected at most 2147483647"),
     (["model=qwen3-8b", "intensity=nan"], "intensity: expected a finite FLOP per byte > 0, got nan"),
     (["model=qwen3-8b", "intensity=inf"], "intensity: expected a finite FLOP per byte > 0, got inf"),
     (["model=qwen3-8b", "intensity=-1"], "intensity: expected a finite FLOP per byte > 0"),

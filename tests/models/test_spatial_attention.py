@@ -639,3 +639,22 @@ def test_a_bad_seq_is_reported_as_seq():
     out = run("predict", "fusemax", "--set", "seq=-5")
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert "--set: seq: expected a positive integer, got -5" in out.stderr, out.stderr
+
+
+@pytest.mark.parametrize("setting, field, limit", [
+    ("batch=1e20", "batch", 2**31 - 1), ("seq=1e20", "seq", 2**26), ("seq_q=1e20", "seq_q", 2**26),
+    ("seq_kv=67108865", "seq_kv", 2**26)])
+def test_fusemax_sizes_are_capped_like_predict_attention(setting, field, limit):
+    """batch at attention's MAX_COUNT, seq / seq_q / seq_kv at its MAX_SEQ: batch=1e20 used to be accepted."""
+    out = run("predict", "fusemax", "--set", setting)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert f"--set: {field}: expected at most {limit}" in out.stderr, out.stderr
+
+
+def test_fusemax_model_heads_are_capped(tmp_path):
+    """heads come from the model, not --set: a model file with more than MAX_COUNT heads is refused naming it."""
+    path = tmp_path / "huge.yaml"
+    path.write_text(f"name: huge\nhidden: 64\nheads: {2**40}\nhead_dim: 32\nintermediate: 128\n")
+    out = run("predict", "fusemax", "--set", f"model={path}", "--set", "seq=1024")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert f"{path}: heads: expected at most {2**31 - 1}" in out.stderr, out.stderr

@@ -203,15 +203,14 @@ def model_from_hf_config(path: str | Path) -> ModelSpec:
         raise SimlibInputError(source, "num_attention_heads", f"{heads} heads leave hidden_size {hidden} less "
                                                               f"than one dimension per head; expected at most "
                                                               f"hidden_size heads, or a head_dim")
-    file_keys = {**HF_FIELDS, "name": "_name_or_path",
+    # transformers saves the model id as "_name_or_path"; a value that is not a string is refused under its key
+    name_key = next((k for k in ("_name_or_path", "name_or_path") if config.get(k) is not None), "_name_or_path")
+    file_keys = {**HF_FIELDS, "name": name_key,
                  "head_dim": "head_dim" if "head_dim" in given else "hidden_size",
                  "kv_heads": "num_key_value_heads" if "num_key_value_heads" in given else "num_attention_heads",
                  "intermediate": intermediate_key, "experts": experts_key or EXPERT_KEYS[0],
                  "active_experts": "num_experts_per_tok"}
-    # transformers saves the model id as "_name_or_path"
-    named = next((config[k] for k in ("_name_or_path", "name_or_path") if isinstance(config.get(k), str)
-                  and config[k].strip()), None)
-    values = {"name": named or path.parent.name or path.stem,
+    values = {"name": config.get(name_key) or path.parent.name or path.stem,
               "hidden": hidden, "heads": heads,
               "head_dim": config["head_dim"] if "head_dim" in given else hidden // heads,
               "intermediate": config[intermediate_key], "layers": config["num_hidden_layers"],

@@ -312,20 +312,28 @@ def _run_pool(prepared: PreparedSweep, todo, processes: int, finish) -> None:
     (``finish``) before the error propagates."""
     pool = ProcessPoolExecutor(max_workers=processes, initializer=_set_worker_sweep, initargs=(prepared,))
     futures = {pool.submit(_pool_task, item[0], item[2], item[3]): item for item in todo}
+    try:
+        _collect(futures, as_completed, finish, cancel=lambda pending: pool.shutdown(wait=True, cancel_futures=True),
+                 done=lambda f: f.done() and not f.cancelled() and f.exception() is None)
+    finally:
+        pool.shutdown(wait=True)
+
+
+def _collect(futures: dict, completed, finish, cancel, done) -> None:
+    """Hand each chunk's frame to ``finish`` as its future completes (``completed``: the backend's as_completed).
+    On the first failure (an input error, an interrupt) ``cancel`` the futures not yet finished, still keep
+    every chunk that ``done`` says finished with a frame, then let the error propagate."""
     finished = set()
     try:
-        for future in as_completed(futures):
+        for future in completed(futures):
             finish(futures[future], _result(future.result()))
             finished.add(future)
     except BaseException:
-        pool.shutdown(wait=True, cancel_futures=True)
+        cancel([f for f in futures if f not in finished and not done(f)])
         for future, item in futures.items():
-            if future not in finished and future.done() and not future.cancelled() and \
-                    future.exception() is None and not isinstance(future.result(), SimlibInputError):
+            if future not in finished and done(future) and not isinstance(future.result(), SimlibInputError):
                 finish(item, future.result())
         raise
-    finally:
-        pool.shutdown(wait=True)
 
 
 def _run_dask(prepared: PreparedSweep, todo, scheduler: str, workers: int, finish) -> None:
@@ -350,20 +358,7 @@ def _run_dask(prepared: PreparedSweep, todo, scheduler: str, workers: int, finis
                                    f"expected 'local' or a scheduler address like tcp://HOST:8786") from None
         shared = client.scatter(prepared, broadcast=True, hash=False)
         futures = {client.submit(_task, shared, item[0], item[2], item[3], pure=False): item for item in todo}
-        finished = set()
-        try:
-            for future in as_completed(futures):
-                finish(futures[future], _result(future.result()))
-                finished.add(future)
-        except BaseException:
-            pending = [f for f in futures if f not in finished and f.status != "finished"]
-            client.cancel(pending)
-            for future, item in futures.items():
-                if future not in finished and future.status == "finished":
-                    value = future.result()
-                    if not isinstance(value, SimlibInputError):
-                        finish(item, value)
-            raise
+        _collect(futures, as_completed, finish, cancel=client.cancel, done=lambda f: f.status == "finished")
     finally:
         if client is not None:
             client.close()

@@ -8,8 +8,8 @@ from pydantic import BaseModel, ValidationError
 from simlib.errors import SimlibInputError
 from simlib.strict_schema import NestedValueError
 
-INTERNAL_FIELDS = {"source_file"}
-UNION_MEMBERS = {"int", "float", "str", "bool", "list", "dict", "none"}   # set by the loaders from the file's path, not written in the YAML
+INTERNAL_FIELDS = {"source_file"}       # set by the loaders from the file's path, not written in the YAML
+UNION_MEMBERS = {"int", "float", "str", "bool", "list", "dict", "none"}
 
 
 def _allowed_fields(model: type[BaseModel], loc: tuple) -> list[str]:

@@ -185,8 +185,8 @@ def attention_forward(hw: HardwareSpec, *, batch, heads, seq_q, seq_kv, head_dim
     for standard), per head, scores = score elements computed:
       flash: MACs scores·(3d + 2dv) (S recomputed; dV, dP, dQ, dK), exps scores (P recomputed);
         flash1 HBM: K, V read and dK, dV written once; per visited tile the Q block's Q, O, dO, l, m read and dQ
-        accumulated in fp32 (read + write), then dQ converted (fp32 read, dtype written); flash2/3 HBM: D = rowsum(dO∘O) pre-pass (dO, O read, D written), K, V read and dK, dV
-        written once, per visited tile Q, dO, L, D read and dQ accumulated in fp32 (read + write), then dQ
+        accumulated in fp32 (read + write), then dQ converted (fp32 read, dtype written);
+        flash2/3 HBM: D = rowsum(dO∘O) pre-pass (dO, O read, D written), K, V read and dK, dV written once, per visited tile Q, dO, L, D read and dQ accumulated in fp32 (read + write), then dQ
         converted (fp32 read, dtype written).
       standard: MACs nq·nkv·(2d + 2dv); the nq·nkv matrices P read for dV, dP written, softmax backward reads P
         and dP and writes dS, dS read for dQ and for dK: 7 nq·nkv, plus 2 with dropout.

@@ -58,7 +58,8 @@ def throughput_vs_sequence(hw: HardwareSpec, head_dims=(64, 128), causal=False, 
             keep = np.array([w is None for w in why])
             if not keep.any():
                 reasons.append(f"{kernel}, head dim {d}: {why[0]}")
-                ax.plot([], [], linestyle="none", label=f"{kernel}: left out (predict refuses {block_q}x{block_kv} tiles)")
+                ax.plot([], [], linestyle="none",
+                        label=f"{kernel}: left out (predict refuses {block_q}x{block_kv} tiles)")
                 continue
             r = attention_forward(hw, batch=batch[keep], heads=2048 // d, seq_q=SEQS[keep], seq_kv=SEQS[keep],
                                   head_dim=d, causal=causal, kernel=kernel, block_q=block_q, block_kv=block_kv)

@@ -9,10 +9,10 @@
 * ``gna``: each point's shapes parsed and checked, then one vectorized simulation per dimensionality and dtype.
 * ``fusemax`` (spatial designs) and cascades (any workload YAML): one prediction per point (their parameters
   are names). A cascade row is the workload's own prediction (``predict_cascade``): a baseline the workload
-  names is not run, as a row keeps only ``time_s``. A fusemax design runs on its own architecture (its design YAML's ``hardware``: FuseMax on
-  ``fusemax``, FLAT and the unfused baseline on ``flat``), so the spec's hardware entry does not choose it: a
-  fusemax sweep takes exactly one entry, and each row's ``hardware`` column names the architecture its design
-  ran on.
+  names is not run, as a row keeps only ``time_s``. A fusemax design runs on its own architecture (its design
+  YAML's ``hardware``: FuseMax on ``fusemax``, FLAT and the unfused baseline on ``flat``), so the spec's
+  hardware entry does not choose it: a fusemax sweep takes exactly one entry, and each row's ``hardware``
+  column names the architecture its design ran on.
 
 Every value an attention or tts sweep gives is checked before any chunk runs, as ``simlib predict`` checks it
 (``VALUE_CHECKS``), and the rules between the values of one point on every row of each chunk, so a bad value

@@ -594,7 +594,8 @@ def test_search_with_nothing_block_sparse_says_so():
 
 
 @pytest.mark.parametrize("command, settings, field, fragment", [
-    # a 20-digit extent overflowed a C long; 1e12 ran numpy out of memory (1e9 was OOM-killed); 1e20 was 'array is too big'
+    # a 20-digit extent overflowed a C long; 1e12 ran numpy out of memory (1e9 was OOM-killed);
+    # 1e20 was 'array is too big'
     ("predict", ["shape=99999999999999999999", "window=16"], "shape", "expected at most 67108864 tokens"),
     ("predict", ["shape=1e12", "window=16"], "shape", "extent 1000000000000 in dimension 0"),
     ("search", ["shape=1e20", "window=16"], "shape", "expected at most 67108864 tokens"),

@@ -4,8 +4,11 @@ Each Einsum's operations go to units (see :mod:`simlib.engine.units`); a group o
 max over units u of (ops on u / rate of u) and over memory levels l of (bytes at l / bandwidth of l) — the
 roofline of Williams et al. (CACM 2009) with one roof per unit and per level. Unfused execution makes every
 Einsum its own group and sums them; fused execution is one group (see :mod:`simlib.engine.traffic`). An unfused
-kernel writes its output into a new buffer: where the DRAM level gives a fresh-write bandwidth (pages zeroed on
-first touch, measured on CPUs) its writes are charged at that rate.
+kernel that runs several Einsums (the workload's ``kernels``) runs them as loops one after another over a row:
+its time is max(sum over its Einsums of their slowest unit, its DRAM bytes / bandwidth). An unfused kernel
+writes its output into a new buffer: where the DRAM level gives a fresh-write bandwidth (pages zeroed on first
+touch, measured on CPUs), an output from the allocator threshold on that is not written in place adds the page
+zeroing, bytes x (1/fresh - 1/bandwidth), to the kernel's time (:func:`_page_fault_s_per_byte`).
 
 Energy (Accelergy, Wu et al. ICCAD 2019): action counts x energy per action. The actions are each unit's
 operations and, at DRAM and at the fused kernel's holding level, reads and writes of ``access_bits`` each:
@@ -18,7 +21,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from simlib.engine.prediction import EinsumCost, Prediction
-from simlib.engine.traffic import Traffic, fused_traffic, unfused_traffic
+from simlib.engine.traffic import Traffic, fused_traffic, kernel_groups, unfused_traffic
 from simlib.engine.units import assign
 from simlib.hardware.schema import HardwareSpec, MemoryLevel
 from simlib.workload.cascade import PassAnalysis
@@ -88,6 +91,29 @@ def _energy_j(hw: HardwareSpec, unit_ops: dict[tuple[str, str], float],
     return total_pj * 1e-12
 
 
+def _page_fault_s_per_byte(hw: HardwareSpec, dram_bw: float | None) -> float:
+    """Seconds per byte written into newly mapped memory beyond a normal write: 1/fresh - 1/DRAM bandwidth, where
+    the DRAM level gives a fresh-write bandwidth below its bandwidth (``simlib calibrate`` measures it as a pass
+    into a new tensor, reading at the copy rate and writing the rest). The OS zeroes each new page on the core
+    that first touches it, so this time adds to the kernel's rather than overlapping its arithmetic: a 32 MiB
+    fp32 GEMM output costs its multiply plus the whole page zeroing on a CPU (measured: 24.6 ms fresh against
+    9.6 ms into an existing tensor, 1024x64 by 64x1024 per head, 8 heads, on the 2-core host of traces/cpu)."""
+    fresh = hw.dram.fresh_write_bandwidth_bytes_per_s
+    if not fresh or not dram_bw or fresh >= dram_bw:
+        return 0.0
+    return 1 / fresh - 1 / dram_bw
+
+
+def _fresh_output(bound: BoundWorkload, hw: HardwareSpec, index: int, write_bytes: float) -> bool:
+    """Whether an unfused kernel's output lands in newly mapped memory: it is written to DRAM, reaches the
+    allocator threshold (``fresh_write_min_bytes``; none: every output), and is not written in place into
+    storage it reuses (its declaration's ``reuses``, checked by :meth:`Workload.bind` to be large enough)."""
+    if not write_bytes or write_bytes < (hw.dram.fresh_write_min_bytes or 0):
+        return False
+    decl = bound.workload.spec.tensors.get(bound.cascade.einsums[index].output.name)
+    return decl is None or decl.reuses is None
+
+
 def predict_cascade(bound: BoundWorkload, hw: HardwareSpec, sustained: bool = False) -> Prediction:
     cascade = bound.cascade
     dtype = bound.compute_dtype
@@ -97,41 +123,53 @@ def predict_cascade(bound: BoundWorkload, hw: HardwareSpec, sustained: bool = Fa
     else:
         stream = _stream_rank(bound)
         analysis = cascade.pass_analysis(stream) if stream else None
-        traffic = unfused_traffic(bound)
+        traffic = unfused_traffic(bound, kernel_groups(bound, hw))
     dram_bw = hw.level_bandwidth(hw.dram, sustained)
     hold_bw = hw.level_bandwidth(traffic.holding_level, sustained) if traffic.holding_level else None
 
     costs: list[EinsumCost] = []
     unit_ops: dict[tuple[str, str], float] = defaultdict(float)
     total_ops = {k: 0 for k in OPERATION_KINDS}
+    unit_times: dict[int, dict[str, float]] = {}
+    units_of: dict[int, dict[str, str]] = {}
     for i in cascade.order:
-        einsum = cascade.einsums[i]
-        if einsum.kind in ("view", "init"):
+        if cascade.einsums[i].kind in ("view", "init"):
             continue
-        ops = bound.operation_counts(i)
         unit_time: dict[str, float] = defaultdict(float)
         units: dict[str, str] = {}
-        for op, count in ops.items():
+        for op, count in bound.operation_counts(i).items():
             if not count:
                 continue
             total_ops[op] += count
-            parts = assign(hw, op, dtype, einsum.kind == "contraction", sustained)
+            parts = assign(hw, op, dtype, cascade.einsums[i].kind == "contraction", sustained)
             units[op] = "+".join(sorted({u for u, *_ in parts}))
             for unit, sub_op, factor, rate in parts:
                 unit_time[unit] += count * factor / rate
                 unit_ops[(unit, sub_op)] += count * factor
-        read, write = traffic.read_bytes.get(i, 0.0), traffic.write_bytes.get(i, 0.0)
-        resources = dict(unit_time)
-        fresh = hw.dram.fresh_write_bandwidth_bytes_per_s
-        write_bw = fresh if fresh and not fused and write >= (hw.dram.fresh_write_min_bytes or 0) else dram_bw
-        resources[hw.dram.name] = read / dram_bw + write / write_bw if dram_bw else 0.0
-        bound_name = max(resources, key=resources.get)
-        costs.append(EinsumCost(
-            index=i, einsum=einsum.text, kind=einsum.kind,
-            pass_number=analysis.einsum_pass.get(i, 0) if analysis else 1,
-            ops=ops, flops=float(sum(FLOPS_PER_OP[k] * v for k, v in ops.items())), units=units,
-            unit_time_s=dict(unit_time), dram_read_bytes=read, dram_write_bytes=write,
-            time_s=resources[bound_name], bound=bound_name))
+        unit_times[i], units_of[i] = dict(unit_time), units
+    fault_s_per_byte = 0.0 if fused else _page_fault_s_per_byte(hw, dram_bw)
+    for members in traffic.kernels or [[i] for i in unit_times]:
+        read = {i: traffic.read_bytes.get(i, 0.0) for i in members}
+        write = {i: traffic.write_bytes.get(i, 0.0) for i in members}
+        compute = {i: max(unit_times[i].values(), default=0.0) for i in members}
+        moving = {i: (read[i] + write[i]) / dram_bw if dram_bw else 0.0 for i in members}
+        fault = {i: write[i] * fault_s_per_byte if _fresh_output(bound, hw, i, write[i]) else 0.0 for i in members}
+        # a kernel's loops run one after another; its memory traffic overlaps them; page faults are the cores' work
+        overlapped = max(sum(compute.values()), sum(moving.values()))
+        weight = {i: max(compute[i], moving[i]) for i in members}
+        total_weight = sum(weight.values())
+        for i in members:
+            einsum = cascade.einsums[i]
+            ops = bound.operation_counts(i)
+            resources = {**unit_times[i], hw.dram.name: moving[i] + fault[i]}
+            costs.append(EinsumCost(
+                index=i, einsum=einsum.text, kind=einsum.kind,
+                pass_number=analysis.einsum_pass.get(i, 0) if analysis else 1,
+                ops=ops, flops=float(sum(FLOPS_PER_OP[k] * v for k, v in ops.items())), units=units_of[i],
+                unit_time_s=unit_times[i], dram_read_bytes=read[i], dram_write_bytes=write[i],
+                time_s=(overlapped * weight[i] / total_weight if total_weight else 0.0) + fault[i],
+                bound=max(resources, key=resources.get)))
+    costs.sort(key=lambda c: cascade.order.index(c.index))
 
     dram_bytes = sum(c.dram_read_bytes + c.dram_write_bytes for c in costs)
     unit_total: dict[str, float] = defaultdict(float)

@@ -1,7 +1,8 @@
 """DRAM traffic of a cascade, unfused or fused.
 
 Unfused: every Einsum is its own kernel; it reads each operand tensor once from DRAM and writes its output once
-(views and constant initialisations are folded into their consumers). This is the compulsory traffic of each
+(views and constant initialisations are folded into their consumers). A workload's ``kernels`` groups Einsums
+that one framework kernel runs over a row held in cache (:func:`kernel_groups`, :func:`unfused_traffic`). This is the compulsory traffic of each
 kernel, a roofline lower bound that ignores re-reads caused by tiling. A view moves the elements of its source
 that it reaches (:func:`read_bytes`: a broadcast ``X[m,p] = A[m]`` reads A, not M x P elements), and storage read
 directly and through a view in one kernel is read once.
@@ -64,6 +65,7 @@ class Traffic:
     spill_bytes: float                 # DRAM bytes caused by intermediates that did not fit
     holding_level: MemoryLevel | None
     sequential: bool = False           # the Einsums run one after another (unfused, or fused run as that sequence)
+    kernels: list[list[int]] | None = None     # unfused: the Einsums each kernel runs, in order (None: one each)
 
     @property
     def on_chip_bytes(self) -> float:
@@ -117,15 +119,74 @@ def _operand_bytes(bound: BoundWorkload, index: int) -> dict[str, float]:
     return found
 
 
-def unfused_traffic(bound: BoundWorkload) -> Traffic:
+def unfused_traffic(bound: BoundWorkload, kernels: list[list[int]] | None = None) -> Traffic:
+    """Each kernel's compulsory DRAM traffic; ``kernels`` (from :func:`kernel_groups`) lists the Einsums each
+    kernel runs, one per kernel by default. A kernel of several Einsums works a row at a time with the row in
+    cache: it reads each storage from outside the kernel once (charged to its first reader, the largest part any
+    member reads), reads nothing its own Einsums made, and writes only the tensors read after it or output by the
+    cascade."""
     cascade = bound.cascade
     tensors = bound.tensors
+    kernels = kernels or [[i] for i in _computing(bound)]
     reads, writes = {}, {}
-    for i in _computing(bound):
-        einsum = cascade.einsums[i]
-        reads[i] = sum(_operand_bytes(bound, i).values())
-        writes[i] = tensors[einsum.output.name].bytes
-    return Traffic(reads, writes, 0.0, 0.0, 0.0, None, sequential=True)
+    for members in kernels:
+        made = {cascade.einsums[i].output.name for i in members}
+        kept = set(_kept_in_kernel(bound, members)) if len(members) > 1 else set()
+        first: dict[str, tuple[int, float]] = {}
+        for i in members:
+            reads[i] = 0.0
+            output = cascade.einsums[i].output.name
+            writes[i] = 0.0 if output in kept else tensors[output].bytes
+            for source, moved in _operand_bytes(bound, i).items():
+                if source in made and len(members) > 1:
+                    continue
+                reader, most = first.get(source, (i, 0.0))
+                first[source] = (reader, max(most, moved))
+        for reader, moved in first.values():
+            reads[reader] += moved
+    return Traffic(reads, writes, 0.0, 0.0, 0.0, None, sequential=True, kernels=kernels)
+
+
+def _kept_in_kernel(bound: BoundWorkload, members: list[int]) -> list[str]:
+    """Tensors a kernel makes and only its own Einsums read (not outputs of the cascade): they never reach DRAM."""
+    cascade = bound.cascade
+    inside = set(members)
+    kept = []
+    for i in members:
+        name = cascade.einsums[i].output.name
+        readers = {r for r in cascade.readers(name) if cascade.einsums[r].kind not in ("view", "init")}
+        if name not in cascade.outputs and readers <= inside:
+            kept.append(name)
+    return kept
+
+
+def kernel_groups(bound: BoundWorkload, hw: HardwareSpec) -> list[list[int]]:
+    """The unfused kernels in order: the workload's ``kernels`` groups, every other Einsum alone.
+
+    A group runs its Einsums as loops over one row (a point of the ranks every member's output has, per batch
+    entry), so it keeps only a row of the tensors it makes and reads back itself. A row per processor must fit
+    the holding level (the largest scratchpad, else the largest cache); where it does not, the group runs as its
+    Einsums' separate kernels, each going through DRAM. A row softmax of 16K fp32 keys keeps 64 KiB per row."""
+    cascade = bound.cascade
+    order = _computing(bound)
+    grouped: dict[int, list[int]] = {}
+    level = holding_level(hw)
+    capacity = hw.level_capacity_bytes(level) if level else 0.0
+    in_flight = hw.processors.count if hw.processors else 1
+    for names in bound.workload.spec.kernels:
+        members = sorted((cascade.computing_writer(name) for name in names), key=order.index)
+        common = set.intersection(*({rank_of(v) for v in cascade.einsums[i].output.variables} for i in members))
+        rows = bound.batch_factor * math.prod(bound.rank_sizes[r] for r in common)
+        row_bytes = sum(bound.tensors[name].bytes for name in _kept_in_kernel(bound, members)) / rows
+        if row_bytes * in_flight <= capacity:
+            grouped.update({i: members for i in members})
+    kernels: list[list[int]] = []
+    for i in order:
+        if i not in grouped:
+            kernels.append([i])
+        elif grouped[i][0] == i:
+            kernels.append(grouped[i])
+    return kernels
 
 
 def _streamed_slice_bytes(bound: BoundWorkload, tensor: str, family: frozenset[str]) -> float:

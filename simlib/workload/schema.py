@@ -11,10 +11,14 @@ class _Strict(BaseModel):
 
 
 class TensorDecl(_Strict):
-    """Rank order (upper-case rank names) and data type (a dtype name or the name of a parameter holding one)."""
+    """Rank order (upper-case rank names) and data type (a dtype name or the name of a parameter holding one).
+    ``reuses``: the tensor is written in place into the storage of the named tensor, an operand of the Einsum
+    that writes it and read by nothing after it (an in-place framework op such as ``masked_fill_``); it takes no
+    newly allocated memory."""
 
     ranks: list[str] | None = None
     dtype: str | None = None
+    reuses: str | None = None
 
 
 class Baseline(_Strict):
@@ -31,6 +35,9 @@ class WorkloadSpec(_Strict):
     tensors: dict[str, TensorDecl] = Field(default_factory=dict)
     einsums: list[str] = Field(min_length=1)
     execution: Literal["fused", "unfused"] = "fused"
+    # Unfused execution: Einsums (named by the tensors they write) that one framework kernel runs as loops over a
+    # row held in cache, e.g. a row softmax; by default every Einsum is its own kernel.
+    kernels: list[list[str]] = Field(default_factory=list)
     stream_rank: str | None = None
     baseline: Baseline | None = None
     source_file: str | None = None

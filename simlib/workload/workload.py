@@ -70,8 +70,15 @@ class Workload:
                 if not isinstance(value, (int, float)) or isinstance(value, bool):
                     raise SimlibInputError(self.source, f"parameters.{key}", f"expected a number, got {value!r}")
         sizes = self._rank_sizes(params)
-        return BoundWorkload(workload=self, parameters=params, rank_sizes=sizes, execution=execution,
-                             extents=index_extents(self, sizes))
+        bound = BoundWorkload(workload=self, parameters=params, rank_sizes=sizes, execution=execution,
+                              extents=index_extents(self, sizes))
+        for name, decl in self.spec.tensors.items():
+            if decl.reuses is not None and bound.tensors[decl.reuses].bytes < bound.tensors[name].bytes:
+                raise SimlibInputError(self.source, f"tensors.{name}.reuses",
+                                       f"{decl.reuses} holds {bound.tensors[decl.reuses].bytes:.0f} bytes, fewer "
+                                       f"than the {bound.tensors[name].bytes:.0f} of {name}; expected storage at "
+                                       f"least as large")
+        return bound
 
     def _rank_sizes(self, params: dict) -> dict[str, int]:
         sizes: dict[str, int] = {}
@@ -383,7 +390,68 @@ def workload_from_spec(spec: WorkloadSpec, source: str) -> Workload:
         raise SimlibInputError(source, "stream_rank", f"rank {spec.stream_rank} is not bound under 'ranks'")
     _check_written_rank_order(spec, cascade, source)
     _check_tensors_and_ranks(spec, cascade, einsums, source)
+    _check_kernels(spec, cascade, source)
+    _check_reuses(spec, cascade, source)
     return Workload(spec=spec, cascade=cascade, source=source)
+
+
+def _computing_order(cascade: Cascade) -> list[int]:
+    return [i for i in cascade.order if cascade.einsums[i].kind not in ("view", "init")]
+
+
+def _check_kernels(spec: WorkloadSpec, cascade: Cascade, source: str) -> None:
+    """Each kernel group names two or more tensors, each computed by an Einsum (not a view or a constant), none
+    in two groups, and its Einsums follow one another in the cascade's order (a kernel cannot wait for one run
+    between its own loops)."""
+    order = _computing_order(cascade)
+    position = {i: k for k, i in enumerate(order)}
+    seen: set[str] = set()
+    for g, names in enumerate(spec.kernels):
+        field_name = f"kernels[{g}]"
+        if len(names) < 2:
+            raise SimlibInputError(source, field_name, f"{names} names fewer than two tensors; expected the "
+                                                       f"tensors of two or more Einsums one kernel runs")
+        for name in names:
+            writer = cascade.computing_writer(name)
+            if writer is None or writer not in position:
+                computed = ", ".join(cascade.einsums[i].output.name for i in order)
+                raise SimlibInputError(source, field_name, f"{name} is not computed by an Einsum of this cascade; "
+                                                           f"expected one of: {computed}")
+            if name in seen:
+                raise SimlibInputError(source, field_name, f"{name} is already in another kernel; expected each "
+                                                           f"tensor in at most one")
+            seen.add(name)
+        places = sorted(position[cascade.computing_writer(name)] for name in names)
+        if places[-1] - places[0] != len(places) - 1:
+            between = [cascade.einsums[order[k]].output.name for k in range(places[0], places[-1])
+                       if cascade.einsums[order[k]].output.name not in names]
+            raise SimlibInputError(source, field_name, f"its Einsums are not consecutive in the cascade's order "
+                                                       f"({', '.join(between)} runs between them); expected "
+                                                       f"Einsums that follow one another")
+
+
+def _check_reuses(spec: WorkloadSpec, cascade: Cascade, source: str) -> None:
+    """``tensors.X.reuses: Y``: X is computed, Y's storage is an operand of X's Einsum (read directly or through
+    a view), has X's size, and nothing after X's Einsum reads Y (its values are overwritten)."""
+    position = {i: k for k, i in enumerate(_computing_order(cascade))}
+    for name, decl in spec.tensors.items():
+        if decl.reuses is None:
+            continue
+        field_name = f"tensors.{name}.reuses"
+        writer = cascade.computing_writer(name)
+        if writer is None or writer not in position:
+            raise SimlibInputError(source, field_name, f"{name} is not computed by an Einsum, so it writes no "
+                                                       f"storage; expected reuses only on a computed tensor")
+        target = decl.reuses
+        operands = {cascade.view_source(ref.name) for ref in cascade.einsums[writer].reads}
+        text = cascade.einsums[writer].text
+        if target not in operands:
+            raise SimlibInputError(source, field_name, f"{target} is not an operand of '{text}'; expected one of: "
+                                                       f"{', '.join(sorted(operands))}")
+        later = [i for i in cascade.readers(target) if i in position and position[i] > position[writer]]
+        if later:
+            raise SimlibInputError(source, field_name, f"'{cascade.einsums[later[0]].text}' reads {target} after "
+                                                       f"{name} overwrites it; expected no later reader")
 
 
 def _check_index_lists(spec: WorkloadSpec, einsums: list, source: str) -> None:

@@ -1,0 +1,69 @@
+"""A workload's ``kernels`` groups and ``reuses`` declarations: what is refused, with the field named."""
+import subprocess
+import sys
+
+import pytest
+
+from simlib.errors import SimlibInputError
+from simlib.workload.workload import load_workload
+
+BASE = """name: w
+parameters: {M: 64, P: 32, dtype: fp32}
+ranks: {M: M, P: P}
+tensors:
+  X: {ranks: [M, P]}
+execution: unfused
+kernels: [[GM, SN, SD, A]]
+einsums:
+  - GM[p] = max_m X[m,p]
+  - SN[m,p] = exp(X[m,p] - GM[p])
+  - SD[p] = sum_m SN[m,p]
+  - A[m,p] = SN[m,p] / SD[p]
+  - Y[m,p] = A[m,p] * 2
+"""
+
+
+def _load(tmp_path, text):
+    path = tmp_path / "w.yaml"
+    path.write_text(text)
+    return load_workload(str(path))
+
+
+@pytest.mark.parametrize("old, new, field, fragment", [
+    ("[[GM, SN, SD, A]]", "[[GM]]", "kernels[0]", "names fewer than two tensors"),
+    ("[[GM, SN, SD, A]]", "[[GM, SN, Q]]", "kernels[0]", "Q is not computed by an Einsum of this cascade"),
+    ("[[GM, SN, SD, A]]", "[[GM, SN], [SN, SD]]", "kernels[1]", "SN is already in another kernel"),
+    ("[[GM, SN, SD, A]]", "[[GM, SD]]", "kernels[0]", r"not consecutive .*\(SN runs between them\)"),
+    ("[[GM, SN, SD, A]]", "[[GM, SN, SD, A], [X, Y]]", "kernels[1]", "X is not computed"),
+    ("  X: {ranks: [M, P]}\n", "  X: {ranks: [M, P]}\n  Y: {reuses: SN}\n", "tensors.Y.reuses",
+     "SN is not an operand of 'Y"),
+    ("  X: {ranks: [M, P]}\n", "  X: {ranks: [M, P], reuses: A}\n", "tensors.X.reuses",
+     "X is not computed by an Einsum"),
+])
+def test_bad_groups_and_reuses_are_refused_by_field(tmp_path, old, new, field, fragment):
+    assert old in BASE
+    with pytest.raises(SimlibInputError, match=fragment) as caught:
+        _load(tmp_path, BASE.replace(old, new))
+    assert caught.value.field == field
+
+
+def test_a_reuse_whose_storage_is_read_later_is_refused(tmp_path):
+    text = BASE.replace("  X: {ranks: [M, P]}\n", "  X: {ranks: [M, P]}\n  Y: {reuses: A}\n") \
+        + "  - Z[m,p] = A[m,p] + Y[m,p]\n"
+    with pytest.raises(SimlibInputError, match=r"'Z\[m,p\] = A\[m,p\] \+ Y\[m,p\]' reads A after Y overwrites it"):
+        _load(tmp_path, text)
+
+
+def test_a_reuse_of_an_operand_nothing_reads_afterwards_is_accepted(tmp_path):
+    # A overwrites SN's storage: the divide reads SN and SD, and nothing after it reads SN
+    workload = _load(tmp_path, BASE.replace("  X: {ranks: [M, P]}\n", "  X: {ranks: [M, P]}\n  A: {reuses: SN}\n"))
+    assert workload.spec.tensors["A"].reuses == "SN"
+
+
+def test_a_bad_group_exits_2_with_one_line(tmp_path):
+    path = tmp_path / "w.yaml"
+    path.write_text(BASE.replace("[[GM, SN, SD, A]]", "[[GM, SD]]"))
+    out = subprocess.run([sys.executable, "-m", "simlib.cli.main", "predict", str(path), "--hardware", "a100"],
+                         capture_output=True, text=True)
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr and "kernels[0]" in out.stderr and str(path) in out.stderr

@@ -80,6 +80,11 @@ def workload_list():
             typer.echo(f"{name:{width}s} {load_workload(name).spec.description}")
 
 
+def _reused(wl, name: str) -> str | None:
+    decl = wl.spec.tensors.get(name)
+    return decl.reuses if decl else None
+
+
 @workload_app.command("show")
 def workload_show(name: str = typer.Argument(..., help="Catalog name or path to a YAML file."),
                   settings: Optional[List[str]] = typer.Option(None, "--set", help="Parameter as name=value."),
@@ -90,9 +95,9 @@ def workload_show(name: str = typer.Argument(..., help="Catalog name or path to 
         bound = wl.bind(parse_settings(settings))
         c = wl.cascade
         data = {"name": wl.name, "description": wl.spec.description, "parameters": bound.parameters,
-                "rank_sizes": bound.rank_sizes, "passes": c.pass_counts(),
+                "rank_sizes": bound.rank_sizes, "passes": c.pass_counts(), "kernels": wl.spec.kernels,
                 "tensors": [{"name": t.name, "role": t.role, "dtype": t.dtype, "elements": t.elements,
-                             "bytes": t.bytes} for t in bound.tensors.values()],
+                             "bytes": t.bytes, "reuses": _reused(wl, t.name)} for t in bound.tensors.values()],
                 "einsums": [{"einsum": e.text, "kind": e.kind,
                              "ops": {k: v for k, v in bound.operation_counts(i).items() if v}}
                             for i, e in enumerate(c.einsums)]}

@@ -98,11 +98,14 @@ def workload_tables(data: dict) -> list[Table]:
     head.add_column("value")
     head.add_row("rank sizes", ", ".join(f"{k}={v}" for k, v in data["rank_sizes"].items()))
     head.add_row("passes", ", ".join(f"{k}: {v}" for k, v in data["passes"].items()))
+    if data["kernels"]:
+        head.add_row("unfused kernels of several Einsums", "; ".join(" + ".join(g) for g in data["kernels"]))
     tensors = Table(title="tensors")
     for column in ("tensor", "role", "dtype", "elements", "bytes"):
         tensors.add_column(column)
     for t in data["tensors"]:
-        tensors.add_row(t["name"], t["role"], t["dtype"], str(t["elements"]), si(t["bytes"], "B"))
+        role = f"{t['role']} (in place of {t['reuses']})" if t["reuses"] else t["role"]
+        tensors.add_row(t["name"], role, t["dtype"], str(t["elements"]), si(t["bytes"], "B"))
     einsums = Table(title="einsums")
     for column in ("einsum", "kind", "operations"):
         einsums.add_column(column)

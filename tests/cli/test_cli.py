@@ -60,6 +60,11 @@ def test_workload_show_reports_passes_sizes_and_counts():
     # QK: heads x M x P x E MACs = 2 x 16 x 8 x 64
     assert data["einsums"][0]["ops"] == {"mac": 2 * 16 * 8 * 64}
     assert "SN[m,p] = exp(QK[m,p] - GM[p])" in run("workload", "show", "attention-3pass").stdout
+    assert data["kernels"] == [] and all(t["reuses"] is None for t in data["tensors"])
+    # workloads/attention-torch-math.yaml: PyTorch's row softmax is one kernel, its guard writes over A in place
+    math_sdpa = json.loads(run("workload", "show", "attention-torch-math", "--json").stdout)
+    assert math_sdpa["kernels"] == [["GM", "SN", "SD", "A"]]
+    assert {t["name"]: t["reuses"] for t in math_sdpa["tensors"]}["AS"] == "A"
 
 
 @pytest.mark.parametrize("args, fragments", [

@@ -161,14 +161,14 @@ def predict_cascade(bound: BoundWorkload, hw: HardwareSpec, sustained: bool = Fa
         for i in members:
             einsum = cascade.einsums[i]
             ops = bound.operation_counts(i)
-            resources = {**unit_times[i], hw.dram.name: moving[i] + fault[i]}
+            roofs = {**unit_times[i], hw.dram.name: moving[i]}     # page zeroing is added work, not a roof
             costs.append(EinsumCost(
                 index=i, einsum=einsum.text, kind=einsum.kind,
                 pass_number=analysis.einsum_pass.get(i, 0) if analysis else 1,
                 ops=ops, flops=float(sum(FLOPS_PER_OP[k] * v for k, v in ops.items())), units=units_of[i],
                 unit_time_s=unit_times[i], dram_read_bytes=read[i], dram_write_bytes=write[i],
                 time_s=(overlapped * weight[i] / total_weight if total_weight else 0.0) + fault[i],
-                bound=max(resources, key=resources.get)))
+                bound=max(roofs, key=roofs.get)))
     costs.sort(key=lambda c: cascade.order.index(c.index))
 
     dram_bytes = sum(c.dram_read_bytes + c.dram_write_bytes for c in costs)

@@ -2,7 +2,8 @@
 
 Unfused: every Einsum is its own kernel; it reads each operand tensor once from DRAM and writes its output once
 (views and constant initialisations are folded into their consumers). A workload's ``kernels`` groups Einsums
-that one framework kernel runs over a row held in cache (:func:`kernel_groups`, :func:`unfused_traffic`). This is the compulsory traffic of each
+that one framework kernel runs over a row held in cache (:func:`kernel_groups`,
+:func:`unfused_traffic`). This is the compulsory traffic of each
 kernel, a roofline lower bound that ignores re-reads caused by tiling. A view moves the elements of its source
 that it reaches (:func:`read_bytes`: a broadcast ``X[m,p] = A[m]`` reads A, not M x P elements), and storage read
 directly and through a view in one kernel is read once.
@@ -125,29 +126,42 @@ def unfused_traffic(bound: BoundWorkload, kernels: list[list[int]] | None = None
     cache: it reads each storage from outside the kernel once (charged to its first reader, the largest part any
     member reads), reads nothing its own Einsums made, and writes only the tensors read after it or output by the
     cascade."""
+    reads, writes, _ = _unfused_counts(bound, kernels)
+    return Traffic(reads, writes, 0.0, 0.0, 0.0, None, sequential=True,
+                   kernels=kernels or [[i] for i in _computing(bound)])
+
+
+def _unfused_counts(bound: BoundWorkload,
+                    kernels: list[list[int]] | None) -> tuple[dict[int, float], dict[int, float], float]:
+    """DRAM bytes read and written per Einsum (see :func:`unfused_traffic`), and the bytes of intermediates among
+    them (written by one kernel and read back by later ones): what a fused kernel run as this sequence spills."""
     cascade = bound.cascade
     tensors = bound.tensors
-    kernels = kernels or [[i] for i in _computing(bound)]
     reads, writes = {}, {}
-    for members in kernels:
+    round_trips = 0.0
+    for members in kernels or [[i] for i in _computing(bound)]:
         made = {cascade.einsums[i].output.name for i in members}
-        kept = set(_kept_in_kernel(bound, members)) if len(members) > 1 else set()
+        kept = set(kept_in_kernel(bound, members)) if len(members) > 1 else set()
         first: dict[str, tuple[int, float]] = {}
         for i in members:
             reads[i] = 0.0
             output = cascade.einsums[i].output.name
             writes[i] = 0.0 if output in kept else tensors[output].bytes
+            if output not in kept and output not in cascade.outputs:
+                round_trips += writes[i]
             for source, moved in _operand_bytes(bound, i).items():
                 if source in made and len(members) > 1:
                     continue
                 reader, most = first.get(source, (i, 0.0))
                 first[source] = (reader, max(most, moved))
-        for reader, moved in first.values():
+        for source, (reader, moved) in first.items():
             reads[reader] += moved
-    return Traffic(reads, writes, 0.0, 0.0, 0.0, None, sequential=True, kernels=kernels)
+            if source not in cascade.inputs:
+                round_trips += moved
+    return reads, writes, round_trips
 
 
-def _kept_in_kernel(bound: BoundWorkload, members: list[int]) -> list[str]:
+def kept_in_kernel(bound: BoundWorkload, members: list[int]) -> list[str]:
     """Tensors a kernel makes and only its own Einsums read (not outputs of the cascade): they never reach DRAM."""
     cascade = bound.cascade
     inside = set(members)
@@ -160,13 +174,40 @@ def _kept_in_kernel(bound: BoundWorkload, members: list[int]) -> list[str]:
     return kept
 
 
+def row_ranks_of_kernel(bound: BoundWorkload, members: list[int]) -> set[str]:
+    """The ranks a kernel of several Einsums loops over row by row: those every member's output has."""
+    cascade = bound.cascade
+    return set.intersection(*({rank_of(v) for v in cascade.einsums[i].output.variables} for i in members))
+
+
+def _held_row_bytes(bound: BoundWorkload, members: list[int]) -> float:
+    """Bytes of one row a kernel keeps in cache between its loops: every storage two or more of its Einsums read
+    (an input row read by the max and the exp of a softmax) and every tensor one of them makes and a later one
+    reads. A tensor's row is its bytes over the batch entries and the sizes of the kernel's row ranks it has (a
+    tensor without the row rank is held whole)."""
+    cascade = bound.cascade
+    made = {cascade.einsums[i].output.name for i in members}
+    readers: dict[str, int] = {}
+    for i in members:
+        for source in _operand_bytes(bound, i):
+            readers[source] = readers.get(source, 0) + 1
+    held = {name for name, count in readers.items() if count > 1 or name in made}
+    rows = row_ranks_of_kernel(bound, members)
+    total = 0.0
+    for name in held:
+        along = rows & _tensor_ranks(bound, name)
+        total += bound.tensors[name].bytes / (bound.batch_factor * math.prod(bound.rank_sizes[r] for r in along))
+    return total
+
+
 def kernel_groups(bound: BoundWorkload, hw: HardwareSpec) -> list[list[int]]:
     """The unfused kernels in order: the workload's ``kernels`` groups, every other Einsum alone.
 
     A group runs its Einsums as loops over one row (a point of the ranks every member's output has, per batch
-    entry), so it keeps only a row of the tensors it makes and reads back itself. A row per processor must fit
-    the holding level (the largest scratchpad, else the largest cache); where it does not, the group runs as its
-    Einsums' separate kernels, each going through DRAM. A row softmax of 16K fp32 keys keeps 64 KiB per row."""
+    entry) and keeps that row of what its loops share in cache (:func:`_held_row_bytes`). A row per processor
+    must fit the holding level (the largest scratchpad, else the largest cache); where it does not, the group
+    runs as its Einsums' separate kernels, each going through DRAM. A row softmax over 16K fp32 keys holds its
+    input and exponent rows, 128 KiB."""
     cascade = bound.cascade
     order = _computing(bound)
     grouped: dict[int, list[int]] = {}
@@ -175,10 +216,7 @@ def kernel_groups(bound: BoundWorkload, hw: HardwareSpec) -> list[list[int]]:
     in_flight = hw.processors.count if hw.processors else 1
     for names in bound.workload.spec.kernels:
         members = sorted((cascade.computing_writer(name) for name in names), key=order.index)
-        common = set.intersection(*({rank_of(v) for v in cascade.einsums[i].output.variables} for i in members))
-        rows = bound.batch_factor * math.prod(bound.rank_sizes[r] for r in common)
-        row_bytes = sum(bound.tensors[name].bytes for name in _kept_in_kernel(bound, members)) / rows
-        if row_bytes * in_flight <= capacity:
+        if _held_row_bytes(bound, members) * in_flight <= capacity:
             grouped.update({i: members for i in members})
     kernels: list[list[int]] = []
     for i in order:
@@ -353,22 +391,16 @@ def fused_traffic(bound: BoundWorkload, hw: HardwareSpec, analysis: PassAnalysis
         # not even one row's streaming state fits: every intermediate goes through DRAM, inputs read once
         options = [plan({name for name, *_ in intermediates}, chunk=rows)]
     moved, reads, writes, on_chip_read, on_chip_write, spill = min(options, key=lambda p: p[0])
-    unfused = unfused_traffic(bound)
+    unfused = unfused_traffic(bound, kernel_groups(bound, hw))
     if unfused.dram_bytes < moved:
         return _as_unfused_sequence(bound, unfused)
     return Traffic(reads, writes, on_chip_read, on_chip_write, spill, level)
 
 
 def _as_unfused_sequence(bound: BoundWorkload, unfused: Traffic) -> Traffic:
-    """The fused kernel run as the unfused sequence (see the module docstring): the unfused DRAM traffic, nothing
-    held on chip, and as spill every DRAM byte that is not an input read or an output write (each intermediate
-    written once and read once per consuming Einsum)."""
-    cascade = bound.cascade
-    tensors = bound.tensors
-    spill = 0.0
-    for i in _computing(bound):
-        einsum = cascade.einsums[i]
-        if einsum.output.name not in cascade.outputs:
-            spill += tensors[einsum.output.name].bytes
-        spill += sum(moved for source, moved in _operand_bytes(bound, i).items() if source not in cascade.inputs)
-    return Traffic(dict(unfused.read_bytes), dict(unfused.write_bytes), 0.0, 0.0, spill, None, sequential=True)
+    """The fused kernel run as the unfused sequence (see the module docstring): the unfused DRAM traffic (with the
+    workload's kernels of several Einsums), nothing held on chip, and as spill every DRAM byte that is not an
+    input read or an output write (each intermediate written once and read back by each later kernel)."""
+    _, _, spill = _unfused_counts(bound, unfused.kernels)
+    return Traffic(dict(unfused.read_bytes), dict(unfused.write_bytes), 0.0, 0.0, spill, None, sequential=True,
+                   kernels=unfused.kernels)

@@ -36,7 +36,8 @@ class WorkloadSpec(_Strict):
     einsums: list[str] = Field(min_length=1)
     execution: Literal["fused", "unfused"] = "fused"
     # Unfused execution: Einsums (named by the tensors they write) that one framework kernel runs as loops over a
-    # row held in cache, e.g. a row softmax; by default every Einsum is its own kernel.
+    # row held in cache, e.g. a row softmax; by default every Einsum is its own kernel. Fused execution runs the
+    # whole cascade as one kernel and does not use these groups.
     kernels: list[list[str]] = Field(default_factory=list)
     stream_rank: str | None = None
     baseline: Baseline | None = None

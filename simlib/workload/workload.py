@@ -401,8 +401,8 @@ def _computing_order(cascade: Cascade) -> list[int]:
 
 def _check_kernels(spec: WorkloadSpec, cascade: Cascade, source: str) -> None:
     """Each kernel group names two or more tensors, each computed by an Einsum (not a view or a constant), none
-    in two groups, and its Einsums follow one another in the cascade's order (a kernel cannot wait for one run
-    between its own loops)."""
+    twice, its Einsums follow one another in the cascade's order (a kernel cannot wait for one run between its
+    own loops), and their outputs share a rank (the rows the kernel loops over)."""
     order = _computing_order(cascade)
     position = {i: k for k, i in enumerate(order)}
     seen: set[str] = set()
@@ -418,8 +418,9 @@ def _check_kernels(spec: WorkloadSpec, cascade: Cascade, source: str) -> None:
                 raise SimlibInputError(source, field_name, f"{name} is not computed by an Einsum of this cascade; "
                                                            f"expected one of: {computed}")
             if name in seen:
-                raise SimlibInputError(source, field_name, f"{name} is already in another kernel; expected each "
-                                                           f"tensor in at most one")
+                where = "named twice in this kernel" if names.count(name) > 1 else "already in another kernel"
+                raise SimlibInputError(source, field_name, f"{name} is {where}; expected each tensor in at most "
+                                                           f"one kernel, once")
             seen.add(name)
         places = sorted(position[cascade.computing_writer(name)] for name in names)
         if places[-1] - places[0] != len(places) - 1:
@@ -428,12 +429,21 @@ def _check_kernels(spec: WorkloadSpec, cascade: Cascade, source: str) -> None:
             raise SimlibInputError(source, field_name, f"its Einsums are not consecutive in the cascade's order "
                                                        f"({', '.join(between)} runs between them); expected "
                                                        f"Einsums that follow one another")
+        shared = set.intersection(*({rank_of(v) for v in cascade.einsums[cascade.computing_writer(name)]
+                                     .output.variables} for name in names))
+        if not shared:
+            raise SimlibInputError(source, field_name, f"the outputs of {', '.join(names)} share no rank; expected "
+                                                       f"Einsums whose outputs all have the rank the kernel loops "
+                                                       f"over row by row")
 
 
 def _check_reuses(spec: WorkloadSpec, cascade: Cascade, source: str) -> None:
-    """``tensors.X.reuses: Y``: X is computed, Y's storage is an operand of X's Einsum (read directly or through
-    a view), has X's size, and nothing after X's Einsum reads Y (its values are overwritten)."""
+    """``tensors.X.reuses: Y``: X is computed, Y is another tensor whose storage is an operand of X's Einsum (read
+    directly or through a view), not made in the same kernel as X (a kernel of several Einsums keeps only a row
+    of what it makes), and nothing after X's Einsum reads Y (its values are overwritten). That Y holds at least
+    X's bytes is checked when sizes are bound (:meth:`Workload.bind`)."""
     position = {i: k for k, i in enumerate(_computing_order(cascade))}
+    kernel_of = {name: g for g, names in enumerate(spec.kernels) for name in names}
     for name, decl in spec.tensors.items():
         if decl.reuses is None:
             continue
@@ -443,6 +453,13 @@ def _check_reuses(spec: WorkloadSpec, cascade: Cascade, source: str) -> None:
             raise SimlibInputError(source, field_name, f"{name} is not computed by an Einsum, so it writes no "
                                                        f"storage; expected reuses only on a computed tensor")
         target = decl.reuses
+        if target == name:
+            raise SimlibInputError(source, field_name, f"{name} names itself; expected the tensor whose storage "
+                                                       f"{name} overwrites")
+        if name in kernel_of and kernel_of.get(target) == kernel_of[name]:
+            raise SimlibInputError(source, field_name, f"{target} is made in the same kernel as {name} "
+                                                       f"(kernels[{kernel_of[name]}]), which keeps only a row of it; "
+                                                       f"expected storage made before that kernel")
         operands = {cascade.view_source(ref.name) for ref in cascade.einsums[writer].reads}
         text = cascade.einsums[writer].text
         if target not in operands:

@@ -85,9 +85,10 @@ def test_a_row_kernel_runs_its_loops_one_after_another(tmp_path):
 
 
 def test_a_row_that_does_not_fit_the_cache_runs_as_separate_kernels(tmp_path):
-    # kept per row: GM and SD (4 B each) and an SN row (4 M B); two cores hold a row each. M = 64: 2 x 264 B fits
-    # a 1 KiB cache; M = 256: 2 x 1032 B does not, and the traffic is that of the four kernels.
-    small = _hardware(tmp_path, cache_bytes=1024)
+    # held per row between the loops: the X row (read by the max and the exp), GM (4 B), the SN row (read by the
+    # sum and the divide) and SD (4 B), 8 M + 8 bytes; two cores hold a row each. M = 64: 2 x 520 B fits a 2 KiB
+    # cache; M = 256: 2 x 2056 B does not, and the traffic is that of the four kernels.
+    small = _hardware(tmp_path, cache_bytes=2048)
     fits = simlib.predict(_softmax(tmp_path), hardware=small)
     assert fits.bytes["dram"] == 2 * 4 * 64 * 32
     wide = simlib.predict(_softmax(tmp_path), hardware=small, M=256)
@@ -200,3 +201,38 @@ def test_torch_softmax_kernels_match_their_measured_parts():
         max(by_name["QK"].unit_time_s["matrix"], (by_name["QK"].dram_read_bytes + scores) / 2.002e10)
         + scores * fault, rel=REL)
     assert math.isclose(p.time_s, sum(c.time_s for c in p.breakdown), rel_tol=REL)
+
+
+def test_a_kernel_holds_every_row_its_loops_share(tmp_path):
+    # [[SN, SD]] alone: SN is made by the exp loop and read back by the sum loop, and leaves the kernel for the
+    # divide, so it is not kept out of DRAM but its row is held: 4 M bytes (plus the X and GM rows the exp loop
+    # reads once each, which it does not hold). M = 2^20 keys: a 4 MiB row per core does not fit a 64 KiB cache.
+    text = ROW_SOFTMAX.replace("[[GM, SN, SD, A]]", "[[SN, SD]]")
+    bound = load_workload(_softmax(tmp_path, text)).bind({"M": 2 ** 20, "P": 2})
+    assert kernel_groups(bound, load_hardware(str(TINY))) == [[0], [1], [2], [3]]
+    small = load_workload(_softmax(tmp_path, text)).bind({"M": 1024, "P": 2})      # 2 x 4 KiB fits
+    assert kernel_groups(small, load_hardware(str(TINY))) == [[0], [1, 2], [3]]
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.sampled_from([64, 256, 1024, 4096, 65536]), heads=st.integers(1, 4),
+       workload=st.sampled_from(["attention-torch-math", "attention-torch-unfused"]),
+       hardware=st.sampled_from([str(TINY), "h100", "traces/cpu/cpu-amd-epyc-2.yaml"]))
+def test_fused_never_moves_more_than_the_unfused_kernels(n, heads, workload, hardware):
+    # a fused kernel can always run as the unfused sequence, row kernels included (engine/traffic.py docstring)
+    shape = dict(batch=1, heads=heads, seq_q=n, seq_kv=n, head_dim=64, head_dim_v=64, dtype="fp32")
+    fused = simlib.predict(workload, hardware=hardware, execution="fused", **shape)
+    unfused = simlib.predict(workload, hardware=hardware, execution="unfused", **shape)
+    assert fused.bytes["dram"] <= unfused.bytes["dram"]
+
+
+def test_page_zeroing_is_not_a_roof():
+    # the 32 MiB score matmul on the calibrated CPU: 8.6 ms of multiply-adds, 1.9 ms of traffic, 13.7 ms of page
+    # zeroing on top: it is bound by the matrix unit, and its time is that plus the zeroing
+    hw = load_hardware("traces/cpu/cpu-amd-epyc-2.yaml")
+    p = simlib.predict("attention-torch-unfused", hardware=hw, batch=1, heads=8, seq_q=1024, seq_kv=1024,
+                       head_dim=64, head_dim_v=64, dtype="fp32", execution="unfused")
+    qk = p.breakdown[0]
+    assert qk.einsum.startswith("QK") and qk.bound == "matrix"
+    scores = 8 * 1024 ** 2 * 4
+    assert qk.time_s == pytest.approx(qk.unit_time_s["matrix"] + scores * (1 / 2.186e9 - 1 / 2.002e10), rel=REL)

@@ -18,20 +18,7 @@ REL = 1e-9
 DATA = Path(__file__).parent.parent / "data"
 TINY = DATA / "tiny_cpu.yaml"
 
-ROW_SOFTMAX = """name: row-softmax
-parameters: {M: 64, P: 32, B: 1, dtype: fp32}
-ranks: {M: M, P: P, B: B}
-batch_ranks: [B]
-tensors:
-  X: {ranks: [M, P]}
-execution: unfused
-kernels: [[GM, SN, SD, A]]
-einsums:
-  - GM[p] = max_m X[m,p]
-  - SN[m,p] = exp(X[m,p] - GM[p])
-  - SD[p] = sum_m SN[m,p]
-  - A[m,p] = SN[m,p] / SD[p]
-"""
+ROW_SOFTMAX = (DATA / "row_softmax.yaml").read_text()
 
 
 def _hardware(tmp_path, vector_tflops=1000.0, special_tflops=1000.0, cache_bytes=65536, fresh=1.0e9):
@@ -103,25 +90,12 @@ def test_a_row_that_does_not_fit_the_cache_runs_as_separate_kernels(tmp_path):
 def test_a_row_kernel_moves_its_input_and_output_once_and_never_more_than_separate_kernels(m, p, b):
     # brute force: the bytes of every tensor the kernel reads from outside and writes for a later reader, against
     # the per-Einsum compulsory traffic of the same cascade run as four kernels
-    bound = load_workload(_softmax_path()).bind({"M": m, "P": p, "B": b})
+    bound = load_workload(str(DATA / "row_softmax.yaml")).bind({"M": m, "P": p, "B": b})
     hw = load_hardware(str(TINY))
     grouped = unfused_traffic(bound, kernel_groups(bound, hw))
     alone = unfused_traffic(bound)
     assert grouped.dram_bytes == 2 * 4 * m * p * b
     assert grouped.dram_bytes <= alone.dram_bytes
-
-
-_SOFTMAX_FILE: list[str] = []
-
-
-def _softmax_path() -> str:
-    """One file for the property test's examples (hypothesis runs them without a fresh tmp_path)."""
-    if not _SOFTMAX_FILE:
-        import tempfile
-        folder = Path(tempfile.mkdtemp())
-        (folder / "softmax.yaml").write_text(ROW_SOFTMAX)
-        _SOFTMAX_FILE.append(str(folder / "softmax.yaml"))
-    return _SOFTMAX_FILE[0]
 
 
 def test_page_faults_add_to_a_compute_bound_kernel(tmp_path):

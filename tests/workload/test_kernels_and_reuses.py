@@ -1,26 +1,14 @@
 """A workload's ``kernels`` groups and ``reuses`` declarations: what is refused, with the field named."""
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from simlib.errors import SimlibInputError
 from simlib.workload.workload import load_workload
 
-BASE = """name: w
-parameters: {M: 64, P: 32, dtype: fp32}
-ranks: {M: M, P: P}
-tensors:
-  X: {ranks: [M, P]}
-execution: unfused
-kernels: [[GM, SN, SD, A]]
-einsums:
-  - GM[p] = max_m X[m,p]
-  - SN[m,p] = exp(X[m,p] - GM[p])
-  - SD[p] = sum_m SN[m,p]
-  - A[m,p] = SN[m,p] / SD[p]
-  - Y[m,p] = A[m,p] * 2
-"""
+BASE = (Path(__file__).parent.parent / "data" / "row_softmax.yaml").read_text() + "  - Y[m,p] = A[m,p] * 2\n"
 
 
 def _load(tmp_path, text):

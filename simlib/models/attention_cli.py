@@ -7,7 +7,7 @@ from simlib.cli.values import check_positive_int, with_defaults
 from simlib.dtypes import DTYPE_BITS
 from simlib.errors import SimlibInputError
 from simlib.hardware.schema import HardwareSpec
-from simlib.models.decode_attention import DECODE_KERNELS, MAX_SPLITS, decode_forward
+from simlib.models.decode_attention import DECODE_KERNELS, MAX_SPLITS, decode_forward, split_block_kv
 from simlib.models.flash_attention import KERNELS, MIN_BLOCK_Q, TILE_CHOICES, attention_forward
 
 DEFAULTS = {"batch": 1, "heads": 16, "kv_heads": None, "seq_q": 4096, "seq_kv": 4096, "head_dim": 128,
@@ -74,6 +74,9 @@ def _check_tiles(params: dict) -> None:
     if params["block_q"] is not None and kernel in MIN_BLOCK_Q and params["block_q"] < MIN_BLOCK_Q[kernel]:
         raise SimlibInputError("--set", "block_q", f"{kernel} runs Q blocks of at least {MIN_BLOCK_Q[kernel]} "
                                                    f"rows, got {params['block_q']}")
+    if params["block_q"] is not None and kernel == "all" and params["block_q"] < MIN_BLOCK_Q["flash1"]:
+        raise SimlibInputError("--set", "block_q", f"the flash kernels run Q blocks of at least "
+                                                   f"{MIN_BLOCK_Q['flash1']} rows, got {params['block_q']}")
 
 
 def _check_decode(params: dict) -> None:
@@ -85,7 +88,7 @@ def _check_decode(params: dict) -> None:
                                                   f"{', '.join(('standard', *DECODE_KERNELS))} or all, got {kernel}")
     unused = [n for n in ("backward", "dropout") if params[n]] + \
              [n for n in ("block_q", "efficiency") if params[n] is not None]
-    if params["splits"] is not None and kernel != "flashdecoding":
+    if params["splits"] is not None and kernel not in ("flashdecoding", "all"):
         unused.append("splits")
     if unused:
         raise SimlibInputError("--set", unused[0], f"not used by the decode kernels (seq_q=1)"
@@ -151,6 +154,9 @@ def predict_kernel(hw: HardwareSpec, params: dict, kernel: str) -> dict:
     if kernel not in supported_kernels(hw):
         raise SimlibInputError(hw.source_file or hw.name, "features",
                                f"{kernel} needs '{REQUIRED_FEATURES[kernel]}', which {hw.name} does not list")
+    if params["block_q"] is not None and params["block_q"] < MIN_BLOCK_Q[kernel]:
+        raise SimlibInputError("--set", "block_q", f"{kernel} runs Q blocks of at least {MIN_BLOCK_Q[kernel]} "
+                               f"rows, got {params['block_q']}")
     chosen, result = search_tiles(hw, kernel, params["block_q"], params["block_kv"], **_model_args(params))
     if not chosen["fits"]:
         smem = float(np.min(result["smem_bytes_per_block"]))
@@ -179,11 +185,21 @@ def predict_kernel(hw: HardwareSpec, params: dict, kernel: str) -> dict:
 
 
 def predict_decode(hw: HardwareSpec, params: dict, kernel: str) -> dict:
-    """One decode kernel; the K/V block defaults to FlashAttention-2's split kernel's for the head dim."""
-    r = decode_forward(hw, batch=params["batch"], heads=params["heads"], kv_heads=params["kv_heads"],
-                       seq_kv=params["seq_kv"], head_dim=params["head_dim"], head_dim_v=params["head_dim_v"],
-                       dtype=params["dtype"], kernel=kernel, block_kv=params["block_kv"], splits=params["splits"])
-    row = {k: np.asarray(v).item() for k, v in r.items()}
+    """One decode kernel. The K/V block is the given one, else FlashAttention-2's split kernel's for the larger
+    head dim (:func:`split_block_kv`), halved down to 16 keys until a block fits the SM; ``splits`` apply to
+    flashdecoding only (in a comparison of all kernels too)."""
+    splits = params["splits"] if kernel == "flashdecoding" else None
+    candidates = [params["block_kv"]] if params["block_kv"] is not None else \
+        [b for b in (256, 128, 64, 32, 16)
+         if b <= int(split_block_kv(max(params["head_dim"], params["head_dim_v"])))]
+    for block_kv in candidates:
+        r = decode_forward(hw, batch=params["batch"], heads=params["heads"], kv_heads=params["kv_heads"],
+                           seq_kv=params["seq_kv"], head_dim=params["head_dim"], head_dim_v=params["head_dim_v"],
+                           dtype=params["dtype"], kernel=kernel, block_kv=block_kv, splits=splits)
+        row = {k: np.asarray(v).item() for k, v in r.items()}
+        if all(row[field] <= hw.level(level).capacity_bytes
+               for level, field in (("smem", "smem_bytes_per_block"), ("registers", "register_bytes_per_block"))):
+            break
     block_kv = int(row["block_kv"])
     for level, field in (("smem", "smem_bytes_per_block"), ("registers", "register_bytes_per_block")):
         if row[field] > hw.level(level).capacity_bytes:
@@ -191,14 +207,14 @@ def predict_decode(hw: HardwareSpec, params: dict, kernel: str) -> dict:
             raise SimlibInputError("--set", "block_kv", f"tiles do not fit on {hw.name}: one {kernel} block of "
                                                         f"{block_kv} keys needs {row[field]:.0f} B of {what} (an "
                                                         f"SM has {hw.level(level).capacity_bytes:.0f} B)")
-    if params["splits"] is not None and params["splits"] > -(-params["seq_kv"] // block_kv):
-        raise SimlibInputError("--set", "splits", f"{params['splits']} splits of seq_kv={params['seq_kv']}: "
+    if splits is not None and splits > -(-params["seq_kv"] // block_kv):
+        raise SimlibInputError("--set", "splits", f"{splits} splits of seq_kv={params['seq_kv']}: "
                                                   f"expected at most its {-(-params['seq_kv'] // block_kv)} K/V "
                                                   f"blocks of {block_kv} keys")
     return {"kernel": kernel, "hardware": hw.name, "time_s": row["time_s"], "flops": row["flops"],
             "bytes": {"dram": row["bytes_dram"]}, "tflops": row["tflops"],
             "waves": int(row["waves"]), "blocks_per_sm": int(row["blocks_per_sm"]),
-            "thread_blocks": row["thread_blocks"], "active_sms": int(row["active_sms"]),
+            "thread_blocks": int(row["thread_blocks"]), "active_sms": int(row["active_sms"]),
             "splits": int(row["splits"]), "block_q": int(row["q_block_rows"]), "block_kv": block_kv,
             "smem_bytes_per_block": row["smem_bytes_per_block"],
             "register_bytes_per_block": row["register_bytes_per_block"], "exp_ops": row["exp_ops"],
@@ -216,7 +232,8 @@ def predict_attention(hw: HardwareSpec, settings: dict) -> dict | list[dict]:
         return {**predict_kernel(hw, params, params["kernel"]), "parameters": params}
     rows = ([predict_kernel(hw, params, "standard"), *(predict_decode(hw, params, k) for k in DECODE_KERNELS)]
             if decode else [predict_kernel(hw, params, k) for k in supported_kernels(hw)])
+    keys = list(dict.fromkeys(k for row in rows for k in row))
     base = rows[0]["time_s"]
-    for row in rows:
-        row["speedup"] = base / row["time_s"]
-    return rows
+    # one set of keys for every row of the comparison: a field a kernel does not have (splits of a prefill
+    # kernel, the per-resource times of the decode model) is null
+    return [{**{k: row.get(k) for k in keys}, "speedup": base / row["time_s"]} for row in rows]

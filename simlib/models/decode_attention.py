@@ -76,14 +76,14 @@ def auto_splits(units, tiles, sms):
 def decode_forward(hw: HardwareSpec, *, batch, heads, kv_heads, seq_kv, head_dim, head_dim_v=None,
                    dtype="bf16", kernel="flashdecoding", block_kv=None, splits=None) -> dict[str, np.ndarray]:
     """Predict one decode step; every numeric argument may be a numpy array. ``block_kv`` defaults to the K/V
-    block of FlashAttention-2's split kernel for the head dim (:func:`split_block_kv`); ``splits`` (flashdecoding)
-    to FlashAttention-2's heuristic (:func:`auto_splits`).
+    block of FlashAttention-2's split kernel for the larger head dim (:func:`split_block_kv`); ``splits``
+    (flashdecoding) to FlashAttention-2's heuristic (:func:`auto_splits`).
 
     The g = heads / kv_heads query rows of a (batch, kv head) fill Q blocks of Q_BLOCK_ROWS rows (more than one
     when g exceeds it, FlashAttention-2's grid of Q blocks x splits x batch x kv heads); the Q blocks of one KV
     head run side by side and share its cache through L2, so the cache leaves HBM once."""
     head_dim_v = head_dim if head_dim_v is None else head_dim_v
-    block_kv = split_block_kv(head_dim) if block_kv is None else block_kv
+    block_kv = split_block_kv(np.maximum(head_dim, head_dim_v)) if block_kv is None else block_kv
     b, h, hk, n, d, dv, bkv, kernel = (np.asarray(a) for a in np.broadcast_arrays(
         batch, heads, kv_heads, seq_kv, head_dim, head_dim_v, block_kv, np.asarray(kernel)))
     sizes = {"batch": b, "heads": h, "kv_heads": hk, "seq_kv": n, "head_dim": d, "head_dim_v": dv, "block_kv": bkv}

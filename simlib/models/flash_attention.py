@@ -10,12 +10,16 @@ Kernels, per head (nq queries, nkv keys, head dims d and dv, s bytes per element
   HBM. One thread block per (batch, head). HBM = Θ(N²d²/M) with B_c = ⌈M/4d⌉.
 * ``flash2`` — FlashAttention-2 (Dao 2023): outer loop over Q blocks, parallel over batch × heads × Q blocks;
   Q read once, K and V streamed once per visited tile, O and the log-sum-exp written once. The K/V streams of
-  Q tiles of one head that run at the same time are served by L2 when the heads in flight fit there.
+  Q tiles of one head that run at the same time are served by L2 when the heads in flight fit there, and in the
+  share of them L2 holds when they do not.
 * ``flash3`` — FlashAttention-3 (Shah et al. 2024): flash2's IO with two K/V pipeline stages in shared memory
   and the softmax of one warpgroup overlapped with the GEMMs of the other (ping-pong).
 
-Time: tensor-core MACs, SFU exps and other vector ops are summed over all thread blocks; on an SM a block's work
-is its share, so compute time is quantized by waves over the SMs: t = t_total · SMs · ⌈blocks/SMs⌉ / blocks.
+Time: tensor-core MACs, SFU exps and other vector ops are summed over all thread blocks, every tile computed
+whole (a Q block cut short by seq_q, or a K/V block by seq_kv, runs padded); on an SM a block's work is its
+share, so compute time is quantized by waves over the SMs: t = t_total · SMs · ⌈blocks/SMs⌉ / blocks. An SM
+pulls from DRAM at most the K/V tiles its resident blocks keep in flight over the latency (Little's law, as in
+:mod:`simlib.models.decode_attention`), so a grid of few blocks cannot reach the HBM bandwidth.
 flash1/flash2 issue warp-synchronous mma.sync, which on Hopper reaches only part of the peak (the YAML's
 ``warp_mma_fraction_of_peak``), and run softmax and GEMMs one after the other (compute = tensor + exp + vector).
 flash3 issues wgmma; the ping-pong of two warpgroups hides the softmax arithmetic behind the other warpgroup's
@@ -186,8 +190,9 @@ def attention_forward(hw: HardwareSpec, *, batch, heads, seq_q, seq_kv, head_dim
       flash: MACs scores·(3d + 2dv) (S recomputed; dV, dP, dQ, dK), exps scores (P recomputed);
         flash1 HBM: K, V read and dK, dV written once; per visited tile the Q block's Q, O, dO, l, m read and dQ
         accumulated in fp32 (read + write), then dQ converted (fp32 read, dtype written);
-        flash2/3 HBM: D = rowsum(dO∘O) pre-pass (dO, O read, D written), K, V read and dK, dV written once, per visited tile Q, dO, L, D read and dQ accumulated in fp32 (read + write), then dQ
-        converted (fp32 read, dtype written).
+        flash2/3 HBM: D = rowsum(dO∘O) pre-pass (dO, O read, D written), K, V read and dK, dV written once,
+        per visited tile Q, dO, L, D read and dQ accumulated in fp32 (read + write), then dQ converted (fp32
+        read, dtype written).
       standard: MACs nq·nkv·(2d + 2dv); the nq·nkv matrices P read for dV, dP written, softmax backward reads P
         and dP and writes dS, dS read for dQ and for dK: 7 nq·nkv, plus 2 with dropout.
     Dropout in the standard forward is one more elementwise kernel over S (read + write); flash kernels
@@ -240,8 +245,9 @@ def attention_forward(hw: HardwareSpec, *, batch, heads, seq_q, seq_kv, head_dim
     heads_in_flight = np.ceil(concurrent / (g * t.row_blocks)) + 1
     cache = hw.first_level("cache")
     l2 = cache.capacity_bytes if cache and cache.capacity_bytes else 0.0
-    kv_hbm_rows = np.where(heads_in_flight * kv_head_bytes <= l2, np.minimum(g * t.kv_rows_read, nkv),
-                           g * t.kv_rows_read) / g
+    # when the heads in flight outgrow L2 it holds that share of them: the re-streams it serves fall off smoothly
+    held = np.minimum(1.0, l2 / np.maximum(heads_in_flight * kv_head_bytes, 1))
+    kv_hbm_rows = (held * np.minimum(g * t.kv_rows_read, nkv) + (1 - held) * g * t.kv_rows_read) / g
     flash2_bytes = s * nq * d + kv_hbm_rows * s * (d + dv) + s * nq * dv + nq * STATS_BYTES
     if backward:
         macs = macs + np.where(std, nq * nkv * (2 * d + 2 * dv), scores * (3 * d + 2 * dv))
@@ -265,12 +271,26 @@ def attention_forward(hw: HardwareSpec, *, batch, heads, seq_q, seq_kv, head_dim
     tc_rate = tensor_core_rate(hw, dtype) * np.where(kernel_arr == "flash3", 1.0, warp_mma)
     sfu_rate = hw.issue_rate(_unit(hw, "special"), "fp32")
     vec_rate = hw.issue_rate(_unit(hw, "vector"), "fp32")
-    tensor_s = bh * macs / (tc_rate * ceiling) * quantization
-    exp_s = bh * exps / sfu_rate * quantization
-    vector_s = bh * vector_ops / vec_rate * quantization
+    # the matrix instructions and the softmax run on whole tiles: a Q block with fewer rows than block_q (seq_q
+    # below it, or the last block) and a K/V block cut by seq_kv are computed padded, as decode's Q blocks are
+    padding = np.where(std, 1.0, bq * bkv * t.tiles / np.maximum(t.score_elements, 1))
+    tensor_s = bh * macs * padding / (tc_rate * ceiling) * quantization
+    exp_s = bh * exps * padding / sfu_rate * quantization
+    vector_s = bh * vector_ops * padding / vec_rate * quantization
     compute_s = np.where(kernel_arr == "flash3", np.maximum(tensor_s, vector_s) + exp_s,
                          tensor_s + exp_s + vector_s)
-    hbm_s = hbm / hw.dram.bandwidth_bytes_per_s
+    # one SM pulls at most what its resident blocks keep in flight over the DRAM latency (Little's law, as in the
+    # decode model): each block streams one K/V tile (flash3: two pipeline stages; flash1: its Q/O block), so a
+    # grid of few blocks cannot reach the HBM bandwidth; the busiest SM moves ceil(blocks / SMs) blocks' bytes
+    hbm_bw = hw.dram.bandwidth_bytes_per_s
+    finite_blocks = np.where(std, 1.0, blocks)
+    stream_bytes = np.select([f1, kernel_arr == "flash3"], [s * bq * (d + 2 * dv), 2 * s * bkv * (d + dv)],
+                             s * bkv * (d + dv))
+    in_flight = np.minimum(np.maximum(per_sm, 1), np.ceil(finite_blocks / sms))
+    per_sm_bw = (np.minimum(in_flight * stream_bytes / (hw.dram.latency_ns * 1e-9), hbm_bw)
+                 if hw.dram.latency_ns else hbm_bw / sms)
+    busiest_share = np.ceil(finite_blocks / sms) / finite_blocks
+    hbm_s = np.where(std, hbm / hbm_bw, np.maximum(hbm / hbm_bw, hbm * busiest_share / per_sm_bw))
     # every visited tile streams its K/V block (flash1: its Q/O block) from L2 into shared memory; the
     # tensor cores then read the K/V operand from shared memory once per MMA row tile (MMA_ROWS)
     on_chip = bh * np.where(std, 0, s * (nq * d + nq * dv) + np.where(f1, t.q_rows_read * s * (d + 2 * dv),

@@ -68,6 +68,48 @@ def test_grouped_query_heads_share_one_kv_fetch_through_l2_by_hand():
     assert gqa["bytes_dram"] == mha["bytes_dram"]
 
 
+def test_l2_holds_its_share_of_the_heads_in_flight_by_hand():
+    # H100, 16 heads at 65536 x 128 (bf16), tiles 128 x 128: one block per SM (registers), so 132 blocks in flight
+    # over 512 Q tiles per head: ceil(132/512) + 1 = 2 K/V heads in flight, 2 x 65536 x 256 x 2 B = 64 MiB, more
+    # than the 50 MB L2. It holds 50/67.1 of them: that share of the 512 re-streams of each K/V head is served,
+    # the rest leaves HBM, and the bytes grow with the overflow instead of jumping to every re-stream at once.
+    from simlib.hardware import load_hardware as load
+    n, d, s, h = 65536, 128, 2, 16
+    l2 = load("h100").first_level("cache").capacity_bytes
+    r = fwd("h100", heads=h, seq_q=n, seq_kv=n, head_dim=d, kernel="flash2", block_q=128, block_kv=128)
+    held = l2 / (2 * n * 2 * d * s)
+    kv_rows = held * n + (1 - held) * (n // 128) * n
+    assert r["bytes_dram"] == pytest.approx(h * (2 * s * n * d + 4 * n + kv_rows * s * 2 * d), rel=1e-12)
+    # where the heads in flight fit, K/V leave HBM once (test_l2_serves_concurrent_q_tiles_of_one_head)
+    assert 0.5 < held < 1
+
+
+def test_short_queries_run_whole_q_blocks_and_few_blocks_pull_what_they_keep_in_flight():
+    # H100, 8 heads, 2 queries against 65536 keys, head dim 128, tiles 64 x 128: 8 blocks, one per head, on 8
+    # SMs. Each computes 512 whole 64 x 128 tiles (the 62 padded rows too), as decode's padded Q blocks do.
+    # Each SM keeps one K/V tile (128 x 256 x 2 B = 64 KiB) in flight over the DRAM latency (Little's law), so
+    # the busiest SM's 1/8 of the bytes takes longer than the whole at the HBM bandwidth.
+    from simlib.hardware import load_hardware as load
+    from simlib.models.flash_attention import tile_seconds
+    h100 = load("h100")
+    r = fwd("h100", heads=8, seq_q=2, seq_kv=65536, head_dim=128, kernel="flash2", block_q=64, block_kv=128)
+    compute = r["tensor_s"] + r["exp_s"] + r["vector_s"]
+    # plus the O normalization at the end, over the block's 64 rows x 128 (spread over its 512 tiles here)
+    assert compute == pytest.approx(512 * tile_seconds(h100, "bf16", "flash2", 64, 128, 128, 128,
+                                                       extra_vector_ops=64 * 128 / 512), rel=1e-9)
+    per_sm = 128 * 256 * 2 / (h100.dram.latency_ns * 1e-9)
+    assert r["hbm_s"] == pytest.approx(r["bytes_dram"] / 8 / per_sm, rel=1e-12)
+    assert r["hbm_s"] > r["bytes_dram"] / h100.dram.bandwidth_bytes_per_s
+    # so one more query row never makes the prefill model faster than decode by more than its Q block (128 rows
+    # in FlashAttention-2's forward kernel against the 64 searched here)
+    decode = run("predict", "attention", "--hardware", "h100", "--set", "heads=8", "--set", "seq_q=1",
+                 "--set", "seq_kv=65536", "--set", "kernel=flash2", "--json")
+    two = run("predict", "attention", "--hardware", "h100", "--set", "heads=8", "--set", "seq_q=2",
+              "--set", "seq_kv=65536", "--set", "kernel=flash2", "--json")
+    ratio = json.loads(decode.stdout)["time_s"] / json.loads(two.stdout)["time_s"]
+    assert 1.9 < ratio < 2.1
+
+
 def test_causal_computes_about_half_and_counts_useful_flops_exactly():
     n, d = 4096, 64
     full = fwd(TINY, seq_q=n, seq_kv=n, kernel="flash2")
@@ -235,6 +277,23 @@ def test_cli_bad_attention_input_on_h100(setting, fragment):
     out = run("predict", "attention", "--hardware", "h100", *setting)
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
     assert fragment in out.stderr
+
+
+def test_comparisons_check_each_kernel_and_share_their_keys():
+    # a Q block below the flash kernels' minimum is refused in a comparison too, as for each kernel alone
+    out = run("predict", "attention", "--hardware", "h100", "--set", "kernel=all", "--set", "block_q=16",
+              "--set", "block_kv=16")
+    assert out.returncode == 2 and "at least 64 rows" in out.stderr
+    # decode with a wider V head: the K/V block follows the larger head dim (FlashAttention-2's split kernel:
+    # 64 keys beyond head dim 128), and splits given to a comparison go to flashdecoding
+    out = run("predict", "attention", "--hardware", "h100", "--set", "seq_q=1", "--set", "head_dim=64",
+              "--set", "head_dim_v=256", "--set", "kernel=all", "--set", "splits=4", "--json")
+    assert out.returncode == 0, out.stderr
+    rows = {r["kernel"]: r for r in json.loads(out.stdout)}
+    assert {r["block_kv"] for k, r in rows.items() if k != "standard"} == {64}
+    assert rows["flashdecoding"]["splits"] == 4 and rows["lean"]["splits"] == 1
+    assert len({tuple(sorted(r)) for r in rows.values()}) == 1          # every row has the same keys
+    assert rows["standard"]["splits"] is None and rows["flash2"]["useful_flops"] is None
 
 
 def test_decode_comparison_is_against_standard_and_reports_the_decode_fields():

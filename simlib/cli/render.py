@@ -169,14 +169,15 @@ def model_table(model: str, data: dict | list[dict]) -> Table:
 
 
 def frame_table(title: str, frame) -> Table:
-    """A pandas DataFrame as a rich table: floats to 3 significant digits, columns named 'error' in percent."""
+    """A pandas DataFrame as a rich table: floats to 3 significant digits, columns named 'error' (or ending in
+    '_error') in percent."""
     table = Table(title=title)
     for column in frame.columns:
         table.add_column(str(column))
     for row in frame.itertuples(index=False):
         cells = []
         for column, value in zip(frame.columns, row):
-            if column == "error":
+            if column == "error" or column.endswith("_error"):
                 cells.append(f"{value:+.1%}")
             elif isinstance(value, float):
                 cells.append(f"{value:.3g}")

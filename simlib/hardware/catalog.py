@@ -22,6 +22,18 @@ def load_hardware_beside(trace: str | Path, name: str) -> HardwareSpec:
     return load_hardware(str(beside) if beside.is_file() else name)
 
 
+def load_hardware_given(trace: str | Path, name: str) -> HardwareSpec:
+    """The hardware a user names for a trace (``--hardware``): a file from the current folder or a catalog name
+    first, as anywhere else on the command line; a YAML next to the trace only when ``name`` is neither."""
+    beside = Path(trace).parent / name
+    if Path(name).is_file() or not beside.is_file():
+        return load_hardware(name)
+    try:
+        return load_hardware(name)
+    except SimlibInputError:
+        return load_hardware(str(beside))
+
+
 def load_hardware(name_or_path: str | Path | HardwareSpec) -> HardwareSpec:
     if isinstance(name_or_path, HardwareSpec):
         return name_or_path

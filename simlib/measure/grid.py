@@ -23,7 +23,7 @@ import itertools
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StrictInt, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StrictBool, StrictInt, ValidationError
 
 from simlib.errors import SimlibInputError
 from simlib.schema_errors import raise_for_validation
@@ -63,11 +63,11 @@ class DecodeAxes(_SdpaAxes):
 
 class MeasureGrid(_Strict):
     device: Literal["cpu", "cuda"] | None = None
-    repeats: int = Field(default=5, gt=0)
-    warmup: int = Field(default=2, ge=0)
-    rounds: int = Field(default=1, gt=0)
+    repeats: StrictInt = Field(default=5, gt=0)
+    warmup: StrictInt = Field(default=2, ge=0)
+    rounds: StrictInt = Field(default=1, gt=0)
     attention: AttentionAxes | None = None
-    unfused: bool = False
+    unfused: StrictBool = False
     gemm: GemmAxes | None = None
     decode: DecodeAxes | None = None
     _source: str = PrivateAttr(default="grid")

@@ -264,10 +264,11 @@ def measure(grid: MeasureGrid, out: str | Path, hardware: str, profile: bool = F
     out = Path(out)
     check_output(out)
     if hardware is not None:
-        from simlib.hardware.catalog import load_hardware_beside
-        load_hardware_beside(out, hardware)                 # as validate will look it up
-        if not (out.parent / hardware).is_file() and Path(hardware).is_file():
-            # a file given from here: recorded from the trace's folder, so validate finds it from anywhere
+        from simlib.hardware.catalog import load_hardware_given
+        load_hardware_given(out, hardware)
+        if Path(hardware).is_file():
+            # a file given from here: recorded from the trace's folder, where validate looks first, so it finds
+            # this file from anywhere and never another of the same name beside the trace
             hardware = os.path.relpath(Path(hardware).resolve(), out.resolve().parent)
     check_backends(torch, cases, device, grid.source_file)
     facts = device_facts(torch, device)
@@ -288,20 +289,33 @@ def measure(grid: MeasureGrid, out: str | Path, hardware: str, profile: bool = F
     probe_times: list[list[float]] = [[] for _ in probes]
     order = np.random.default_rng(0)
 
-    def write_calibration():
+    def write_calibration() -> bool:
         """The hardware YAML from the probe runs so far (after each round, and when a run stops early, so that
-        the rows kept have the YAML the trace names)."""
+        the rows kept have the YAML the trace names); False when a probe has no run yet (nothing written)."""
         if probes and all(probe_times):
             write_from_seconds(torch, device, probes, [float(np.median(t)) for t in probe_times], threshold,
                                calibrate_out, echo=echo,
                                prefix=f"calibration ({len(probe_times[0])} runs per probe): ")
+            return True
+        return False
+
+    # the file holds this run's rows from the start: a run stopped before its first row leaves an empty trace,
+    # never an earlier run's rows under this run's name
+    _write_trace(out, header, cases, times, facts, hardware)
     try:
         for round_number in range(1, grid.rounds + 1):
             visit = range(len(cases)) if grid.rounds == 1 else order.permutation(len(cases))
             for position, index in enumerate(visit):
                 if position % PROBE_EVERY == 0:
                     for probe, sample in zip(probes, probe_times):
-                        sample.extend(_time(torch, probe.make(), device, grid.warmup, grid.repeats))
+                        try:
+                            sample.extend(_time(torch, probe.make(), device, grid.warmup, grid.repeats))
+                        except (RuntimeError, TypeError) as exc:
+                            written = write_calibration()
+                            raise SimlibInputError(str(calibrate_out), "--calibrate", (
+                                f"the {probe.kind} probe failed: {str(exc).splitlines()[0]}; the {len(times)} "
+                                f"rows measured are kept in {out}"
+                                + ("" if written else f", but {calibrate_out} could not be written"))) from None
                 case = cases[index]
                 try:
                     sample = _time(torch, _make(torch, case, device), device, grid.warmup, grid.repeats)
@@ -317,9 +331,10 @@ def measure(grid: MeasureGrid, out: str | Path, hardware: str, profile: bool = F
                      f"{case['dtype']}: {np.median(sample) * 1e3:.3f} ms")
             write_calibration()
     except KeyboardInterrupt:
-        write_calibration()
+        written = write_calibration()
         echo(f"interrupted: {len(times)} rows kept in {out}"
-             + (f"; {calibrate_out} written from the probe runs so far" if probes else ""))
+             + (f"; {calibrate_out} written from the probe runs so far" if written else
+                f"; {calibrate_out} not written (no probe had run)" if probes else ""))
         raise
     if profile:
         chrome = out.with_suffix(".trace.json")

@@ -39,5 +39,5 @@ def throughput_table(hardware: str = "h100", dtype: str = "bf16") -> pd.DataFram
                           result["bound"]))
     extra = pd.DataFrame(predicted, columns=["batch", "heads", "predicted_tflops", "block_q", "block_kv", "bound"])
     table = pd.concat([table.reset_index(drop=True), extra], axis=1)
-    table["error"] = table["predicted_tflops"] / table["published_tflops"] - 1
+    table["tflops_error"] = table["predicted_tflops"] / table["published_tflops"] - 1
     return table

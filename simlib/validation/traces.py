@@ -28,7 +28,7 @@ from simlib.api import predict
 from simlib.catalog_paths import PROJECT_ROOT
 from simlib.dtypes import dtype_bytes
 from simlib.errors import SimlibInputError
-from simlib.hardware.catalog import load_hardware_beside
+from simlib.hardware.catalog import load_hardware_beside, load_hardware_given
 from simlib.hardware.schema import HardwareSpec
 from simlib.models.attention_cli import KERNELS, predict_attention, supported_kernels
 from simlib.models.gna import predict_gna
@@ -211,7 +211,7 @@ def hardware_mismatch(path: str | Path, hardware: str | None) -> str | None:
         except SimlibInputError:            # a trace naming a YAML that is not shipped with it: its written name
             return value
 
-    given, names = load_hardware_beside(path, hardware).name, sorted({name_of(m) for m in measured})
+    given, names = load_hardware_given(path, hardware).name, sorted({name_of(m) for m in measured})
     if given in names:
         return None
     return (f"{path}: predicting {given} against measurements taken on {', '.join(names)}; the errors compare "
@@ -233,7 +233,7 @@ def validate_trace(path: str | Path, hardware: str | None = None) -> pd.DataFram
         if name is None:
             raise SimlibInputError(str(path), "hardware", "no hardware column or '# hardware:' line; give --hardware")
         if name not in cache:
-            cache[name] = load_hardware_beside(path, name)
+            cache[name] = load_hardware_given(path, name) if hardware else load_hardware_beside(path, name)
         try:
             predicted.append(PREDICTORS[row["op"]](row, cache[name], path))
         except SimlibInputError as exc:

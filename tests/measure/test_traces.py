@@ -446,3 +446,79 @@ def test_a_causal_cell_is_true_false_or_refused(tmp_path):
             out = run("validate", str(path), "--no-report")
             assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
             assert f"row {row - header}: causal: expected true or false" in out.stderr, out.stderr
+
+
+def test_validate_writes_errors_by_suffix_and_never_over_a_trace_it_reads(tmp_path):
+    import pandas as pd
+    trace = tmp_path / "natten.csv"
+    trace.write_text((TRACE_DIR / "published" / "gna-h100-natten.csv").read_text())
+    errors = tmp_path / "out" / "errors.parquet"                          # its folder is created
+    assert run("validate", str(trace), "--out", str(errors), "--no-report").returncode == 0
+    frame = pd.read_parquet(errors)
+    assert len(frame) == 4 and (frame["error"] == frame["predicted_s"] / frame["measured_s"] - 1).all()
+    before = trace.read_text()
+    for target, fragment in ((trace, "is a trace being validated"), (tmp_path / "e.txt", "expected a .csv or "
+                                                                     ".parquet errors file"), ("", "--out: empty")):
+        out = run("validate", str(trace), "--out", str(target), "--no-report")
+        assert out.returncode == 2 and fragment in out.stderr and "Traceback" not in out.stderr, out.stderr
+    assert trace.read_text() == before
+
+
+def test_a_hardware_path_given_resolves_from_the_current_folder_first(tmp_path):
+    # a YAML named host.yaml beside the trace and another in the current folder: --hardware host.yaml is the
+    # one here, as any path on the command line; the one beside the trace is used only for a name nothing else
+    # resolves
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "here").mkdir()
+    tiny = (DATA.parent / "tiny_cpu.yaml").read_text()
+    (tmp_path / "sub" / "host.yaml").write_text(tiny.replace("name: tiny-cpu", "name: beside-trace"))
+    (tmp_path / "here" / "host.yaml").write_text(tiny.replace("name: tiny-cpu", "name: from-here"))
+    (tmp_path / "sub" / "t.csv").write_text("# hardware: a100\nop,m,n,k,dtype,measured_s\ngemm,64,64,64,fp32,0.001\n")
+    out = run("validate", "../sub/t.csv", "--hardware", "host.yaml", "--no-report", cwd=tmp_path / "here")
+    assert out.returncode == 0 and "predicting from-here against" in out.stderr, out.stderr
+    out = run("validate", "sub/t.csv", "--hardware", "host.yaml", "--no-report", cwd=tmp_path)
+    assert out.returncode == 0 and "predicting beside-trace against" in out.stderr, out.stderr
+
+
+def test_a_run_that_fails_before_its_first_row_leaves_no_earlier_rows(tmp_path):
+    pytest.importorskip("torch")
+    trace = tmp_path / "t.csv"
+    assert run("measure", "--out", str(trace), "--hardware", "a100", "--set", "device=cpu",
+               "--set", "gemm.size=64", "--set", "repeats=1").returncode == 0
+    out = run("measure", "--out", str(trace), "--hardware", "a100", "--set", "device=cpu",
+              "--set", "gemm.size=1000000", "--set", "repeats=1")          # 4 TB: cannot allocate
+    assert out.returncode == 2 and "the 0 rows before it are kept" in out.stderr
+    lines = trace.read_text().splitlines()
+    assert lines[-1].startswith("op,") and not any(line.startswith("gemm") for line in lines)    # header only
+
+
+def test_a_failing_calibration_probe_exits_2_and_keeps_the_rows(tmp_path, monkeypatch):
+    pytest.importorskip("torch")
+    from simlib.errors import SimlibInputError
+    from simlib.measure import calibrate
+    from simlib.measure.grid import load_grid
+    from simlib.measure.runner import measure
+
+    def failing(torch, device):
+        def make():
+            raise RuntimeError("DefaultCPUAllocator: can't allocate memory")
+        return [calibrate.Probe("copy", make, 1.0)]
+    monkeypatch.setattr(calibrate, "calibration_probes", failing)
+    trace = tmp_path / "t.csv"
+    with pytest.raises(SimlibInputError, match="the copy probe failed: DefaultCPUAllocator.*the 0 rows measured "
+                                               "are kept") as caught:
+        measure(load_grid(None, {"device": "cpu", "gemm.size": [64], "repeats": 1}), trace, None,
+                calibrate_out=tmp_path / "host.yaml", echo=lambda *_: None)
+    assert caught.value.field == "--calibrate" and trace.exists() and not (tmp_path / "host.yaml").exists()
+
+
+@pytest.mark.parametrize("text, field", [("repeats: '3'\n", "repeats"), ("warmup: true\n", "warmup"),
+                                         ("rounds: 2.0\n", "rounds"), ("unfused: 1\n", "unfused")])
+def test_grid_counts_and_flags_are_strict(tmp_path, text, field):
+    from simlib.errors import SimlibInputError
+    from simlib.measure.grid import load_grid
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("device: cpu\ngemm: {size: [64]}\n" + text)
+    with pytest.raises(SimlibInputError) as caught:
+        load_grid(grid)
+    assert caught.value.field == field

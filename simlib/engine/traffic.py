@@ -2,11 +2,10 @@
 
 Unfused: every Einsum is its own kernel; it reads each operand tensor once from DRAM and writes its output once
 (views and constant initialisations are folded into their consumers). A workload's ``kernels`` groups Einsums
-that one framework kernel runs over a row held in cache (:func:`kernel_groups`,
-:func:`unfused_traffic`). This is the compulsory traffic of each
-kernel, a roofline lower bound that ignores re-reads caused by tiling. A view moves the elements of its source
-that it reaches (:func:`read_bytes`: a broadcast ``X[m,p] = A[m]`` reads A, not M x P elements), and storage read
-directly and through a view in one kernel is read once.
+that one framework kernel runs over a row held in cache (:func:`kernel_groups`, :func:`unfused_traffic`). This
+is the compulsory traffic of each kernel, a roofline lower bound that ignores re-reads caused by tiling. A view
+moves the elements of its source that it reaches (:func:`read_bytes`: a broadcast ``X[m,p] = A[m]`` reads A, not
+M x P elements), and storage read directly and through a view in one kernel is read once.
 
 Fused: one kernel streams the cascade's stream rank (M for attention) for a chunk of rows at a time. Row ranks are
 the batch ranks and every rank that each computing Einsum iterates (P for attention). On chip, per chunk of c rows,
@@ -141,7 +140,7 @@ def _unfused_counts(bound: BoundWorkload,
     round_trips = 0.0
     for members in kernels or [[i] for i in _computing(bound)]:
         made = {cascade.einsums[i].output.name for i in members}
-        kept = set(kept_in_kernel(bound, members)) if len(members) > 1 else set()
+        kept = set(_kept_in_kernel(bound, members)) if len(members) > 1 else set()
         first: dict[str, tuple[int, float]] = {}
         for i in members:
             reads[i] = 0.0
@@ -161,7 +160,7 @@ def _unfused_counts(bound: BoundWorkload,
     return reads, writes, round_trips
 
 
-def kept_in_kernel(bound: BoundWorkload, members: list[int]) -> list[str]:
+def _kept_in_kernel(bound: BoundWorkload, members: list[int]) -> list[str]:
     """Tensors a kernel makes and only its own Einsums read (not outputs of the cascade): they never reach DRAM."""
     cascade = bound.cascade
     inside = set(members)
@@ -174,7 +173,7 @@ def kept_in_kernel(bound: BoundWorkload, members: list[int]) -> list[str]:
     return kept
 
 
-def row_ranks_of_kernel(bound: BoundWorkload, members: list[int]) -> set[str]:
+def _row_ranks_of_kernel(bound: BoundWorkload, members: list[int]) -> set[str]:
     """The ranks a kernel of several Einsums loops over row by row: those every member's output has."""
     cascade = bound.cascade
     return set.intersection(*({rank_of(v) for v in cascade.einsums[i].output.variables} for i in members))
@@ -192,7 +191,7 @@ def _held_row_bytes(bound: BoundWorkload, members: list[int]) -> float:
         for source in _operand_bytes(bound, i):
             readers[source] = readers.get(source, 0) + 1
     held = {name for name, count in readers.items() if count > 1 or name in made}
-    rows = row_ranks_of_kernel(bound, members)
+    rows = _row_ranks_of_kernel(bound, members)
     total = 0.0
     for name in held:
         along = rows & _tensor_ranks(bound, name)

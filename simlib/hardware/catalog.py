@@ -26,12 +26,9 @@ def load_hardware_given(trace: str | Path, name: str) -> HardwareSpec:
     """The hardware a user names for a trace (``--hardware``): a file from the current folder or a catalog name
     first, as anywhere else on the command line; a YAML next to the trace only when ``name`` is neither."""
     beside = Path(trace).parent / name
-    if Path(name).is_file() or not beside.is_file():
+    if Path(name).is_file() or name in hardware_names() or not beside.is_file():
         return load_hardware(name)
-    try:
-        return load_hardware(name)
-    except SimlibInputError:
-        return load_hardware(str(beside))
+    return load_hardware(str(beside))
 
 
 def load_hardware(name_or_path: str | Path | HardwareSpec) -> HardwareSpec:

@@ -66,17 +66,10 @@ def _parameters(settings: dict) -> dict:
 
 
 def _check_tiles(params: dict) -> None:
-    """Given tiles: multiples of 16 (the matrix instructions' tile edge) and at least the kernel's smallest Q
-    block (MIN_BLOCK_Q)."""
-    kernel = params["kernel"]
+    """Given tiles: multiples of 16 (the matrix instructions' tile edge); each kernel's smallest Q block
+    (MIN_BLOCK_Q) is checked where it runs (:func:`predict_kernel`), in a comparison too."""
     for name in ("block_q", "block_kv"):
         _check_tile_edge(params, name)
-    if params["block_q"] is not None and kernel in MIN_BLOCK_Q and params["block_q"] < MIN_BLOCK_Q[kernel]:
-        raise SimlibInputError("--set", "block_q", f"{kernel} runs Q blocks of at least {MIN_BLOCK_Q[kernel]} "
-                                                   f"rows, got {params['block_q']}")
-    if params["block_q"] is not None and kernel == "all" and params["block_q"] < MIN_BLOCK_Q["flash1"]:
-        raise SimlibInputError("--set", "block_q", f"the flash kernels run Q blocks of at least "
-                                                   f"{MIN_BLOCK_Q['flash1']} rows, got {params['block_q']}")
 
 
 def _check_decode(params: dict) -> None:

@@ -105,7 +105,7 @@ def decode_forward(hw: HardwareSpec, *, batch, heads, kv_heads, seq_kv, head_dim
 
     cache = groups * n * (d + dv) * s
     # fp32 partial O, max and sum per real query row and split, written and read back by the combine kernel;
-    # FlashAttention-2 runs its unsplit kernel, with no partials, when the heuristic gives one split
+    # with one split no partials are written and no combine kernel runs (the split kernel writes O directly)
     partials = np.where(split > 1, groups * split * g * (dv * 4 + 2 * STATS_BYTES), 0)
     lean_units = units * tiles
     lean_partials = np.minimum(sms, lean_units) * np.minimum(g, rows) * (dv * 4 + 2 * STATS_BYTES)

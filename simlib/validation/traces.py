@@ -17,6 +17,7 @@ columns include ``op`` and ``measured_s``; the rest depend on the op. Each op ha
 """
 from __future__ import annotations
 
+import csv
 import io
 import math
 from pathlib import Path
@@ -97,6 +98,12 @@ def _read_csv(path: Path) -> tuple[dict, pd.DataFrame]:
     body = "\n".join(line for line in text.splitlines() if line.strip() and not line.startswith("#"))
     if not body:
         raise SimlibInputError(str(path), None, "the trace has no rows")
+    rows = list(csv.reader(io.StringIO(body)))
+    for number, row in enumerate(rows[1:], start=1):
+        if len(row) > len(rows[0]):
+            # pandas would take the extra cell for an index column and shift every value one column left
+            raise SimlibInputError(str(path), f"row {number}", f"{len(row)} cells, but the header names "
+                                                               f"{len(rows[0])} columns; expected one cell per column")
     try:
         return meta, pd.read_csv(io.StringIO(body))
     except pd.errors.ParserError as exc:
@@ -125,6 +132,8 @@ def _words(values: pd.Series) -> pd.Series:
 
 
 def _int(row, name):
+    if isinstance(row[name], (bool, np.bool_)):        # a True cell in a size column is not the size 1
+        raise ValueError(f"{name}: expected a whole number, got {row[name]!r}")
     value = float(row[name])
     if not value.is_integer():
         raise ValueError(f"{name}: expected a whole number, got {row[name]!r}")

@@ -254,7 +254,10 @@ def test_prepared_gpu_grid_is_valid():
      "row 1: gna: stride: expected positive integers per dimension"),
     ("op,measured_s\n", "the trace has no rows"),
     ("op,m,n,k,dtype,measured_s\ngemm,128.5,128,128,fp32,0.001\n", "m: expected a whole number, got 128.5"),
+    ("op,m,n,k,dtype,measured_s\ngemm,True,128,128,fp32,0.001\n", "m: expected a whole number, got True"),
     ("op,measured_s\n,0.001\n", "row 1: expected an op name"),
+    ("op,m,n,k,dtype,measured_s\ngemm,64,64,64,fp32,0.001,9\n",
+     "row 1: 7 cells, but the header names 6 columns"),       # not shifted into an index column
 ])
 def test_bad_trace_rows(tmp_path, body, fragment):
     trace = tmp_path / "t.csv"

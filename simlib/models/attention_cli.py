@@ -8,7 +8,8 @@ from simlib.dtypes import DTYPE_BITS
 from simlib.errors import SimlibInputError
 from simlib.hardware.schema import HardwareSpec
 from simlib.models.decode_attention import DECODE_KERNELS, MAX_SPLITS, decode_forward, split_block_kv
-from simlib.models.flash_attention import KERNELS, MIN_BLOCK_Q, TILE_CHOICES, attention_forward
+from simlib.models.flash_attention import KERNEL_TILES, KERNELS, MIN_BLOCK_Q, TILE_CHOICES, attention_forward, \
+    kernel_tiles
 
 DEFAULTS = {"batch": 1, "heads": 16, "kv_heads": None, "seq_q": 4096, "seq_kv": 4096, "head_dim": 128,
             "head_dim_v": None, "dtype": "bf16", "causal": False, "kernel": "flash2", "block_q": None,
@@ -112,7 +113,8 @@ def supported_kernels(hw: HardwareSpec) -> list[str]:
 
 def search_tiles(hw: HardwareSpec, kernel: str, block_q=None, block_kv=None, **model_args) -> tuple[dict, dict]:
     """The tile pair each point runs with: ``block_q`` / ``block_kv`` where given (a number, or an array over the
-    points), else searched over TILE_CHOICES (Q blocks of at least the kernel's MIN_BLOCK_Q rows). Among the pairs
+    points); else, for flash2 and flash3, the pair the kernel's own launch template runs (``kernel_tiles``) where it
+    fits the part; else searched over TILE_CHOICES (Q blocks of at least the kernel's MIN_BLOCK_Q rows). Among the pairs
     that fit in an SM's shared memory and registers, those within 0.1 % of the fastest are near-equal, and of
     those the one moving the fewest bytes (on chip plus DRAM) wins; ties go to the smaller Q, then K/V, block.
     Where no pair fits, the same rule runs over all pairs and the chosen row's ``fits`` is false.
@@ -139,11 +141,23 @@ def search_tiles(hw: HardwareSpec, kernel: str, block_q=None, block_kv=None, **m
     near = (time <= fastest * (1 + 1e-3)) | np.isinf(fastest)
     choice = np.argmin(np.where(near, flat["bytes_on_chip"] + flat["bytes_dram"], np.inf), axis=-1)[..., None]
     chosen = {k: np.take_along_axis(v, choice, axis=-1)[..., 0] for k, v in flat.items()}
+    chosen["tile_source"] = np.full(np.shape(chosen["time_s"]), "given" if block_q is not None and
+                                    block_kv is not None else "searched", dtype=object)
+    if block_q is None and block_kv is None and kernel in KERNEL_TILES:
+        own_q, own_kv = kernel_tiles(hw, kernel, model_args["head_dim"], model_args.get("causal", False),
+                                     model_args.get("dropout", False))
+        own = attention_forward(hw, kernel=kernel, block_q=np.maximum(own_q, 16), block_kv=np.maximum(own_kv, 16),
+                                **model_args)
+        shape = np.broadcast_shapes(np.shape(chosen["time_s"]), *(np.shape(v) for v in own.values()))
+        use = np.broadcast_to((own_q > 0) & np.asarray(own["fits"], dtype=bool), shape)
+        chosen = {k: np.where(use, np.broadcast_to(own[k], shape), np.broadcast_to(v, shape))
+                  for k, v in chosen.items() if k != "tile_source"} | \
+            {"tile_source": np.where(use, "kernel", np.broadcast_to(chosen["tile_source"], shape))}
     return chosen, grid
 
 
 def predict_kernel(hw: HardwareSpec, params: dict, kernel: str) -> dict:
-    """One kernel; tiles searched over TILE_CHOICES when not given (``search_tiles``)."""
+    """One kernel; tiles given, else the kernel's own or searched over TILE_CHOICES (``search_tiles``)."""
     if kernel not in supported_kernels(hw):
         raise SimlibInputError(hw.source_file or hw.name, "features",
                                f"{kernel} needs '{REQUIRED_FEATURES[kernel]}', which {hw.name} does not list")
@@ -163,11 +177,14 @@ def predict_kernel(hw: HardwareSpec, params: dict, kernel: str) -> dict:
                                f"tiles do not fit on {hw.name}: one {kernel} block needs " + " and ".join(short))
     row = {k: v.item() for k, v in chosen.items()}
     return {"kernel": kernel, "hardware": hw.name, "time_s": row["time_s"], "flops": row["flops"],
-            "useful_flops": row["useful_flops"], "bytes": {"dram": row["bytes_dram"]}, "tflops": row["tflops"],
+            "useful_flops": row["useful_flops"], "bytes": {"dram": row["bytes_dram"]},
+            "bytes_read": {"dram": row["bytes_dram_read"]}, "bytes_written": {"dram": row["bytes_dram_written"]},
+            "tflops": row["tflops"],
             "waves": int(row["waves"]) if np.isfinite(row["waves"]) else None,
             "thread_blocks": row["thread_blocks"] if np.isfinite(row["thread_blocks"]) else None,
             "block_q": None if kernel == "standard" else int(row["block_q"]),
             "block_kv": None if kernel == "standard" else int(row["block_kv"]),
+            "tile_source": None if kernel == "standard" else row["tile_source"],
             "smem_bytes_per_block": row["smem_bytes_per_block"],
             "register_bytes_per_block": row["register_bytes_per_block"], "bound": row["bound"],
             "time_s_by_resource": {"tensor": row["tensor_s"], "exp": row["exp_s"], "vector": row["vector_s"],
@@ -205,7 +222,8 @@ def predict_decode(hw: HardwareSpec, params: dict, kernel: str) -> dict:
                                                   f"expected at most its {-(-params['seq_kv'] // block_kv)} K/V "
                                                   f"blocks of {block_kv} keys")
     return {"kernel": kernel, "hardware": hw.name, "time_s": row["time_s"], "flops": row["flops"],
-            "bytes": {"dram": row["bytes_dram"]}, "tflops": row["tflops"],
+            "bytes": {"dram": row["bytes_dram"]}, "bytes_read": {"dram": row["bytes_dram_read"]},
+            "bytes_written": {"dram": row["bytes_dram_written"]}, "tflops": row["tflops"],
             "waves": int(row["waves"]), "blocks_per_sm": int(row["blocks_per_sm"]),
             "thread_blocks": int(row["thread_blocks"]), "active_sms": int(row["active_sms"]),
             "splits": int(row["splits"]), "block_q": int(row["q_block_rows"]), "block_kv": block_kv,

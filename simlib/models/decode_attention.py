@@ -110,7 +110,9 @@ def decode_forward(hw: HardwareSpec, *, batch, heads, kv_heads, seq_kv, head_dim
     lean_units = units * tiles
     lean_partials = np.minimum(sms, lean_units) * np.minimum(g, rows) * (dv * 4 + 2 * STATS_BYTES)
     extra = np.select([kernel == "flashdecoding", kernel == "lean"], [2 * partials, 2 * lean_partials], 0)
-    hbm = cache + groups * g * (d + dv) * s + extra                      # plus q read and o written
+    hbm_read = cache + groups * g * d * s + extra / 2                    # K/V and q read, partials read back
+    hbm_written = groups * g * dv * s + extra / 2                        # o and the partials written
+    hbm = hbm_read + hbm_written
 
     blocks = np.where(kernel == "lean", np.minimum(sms, lean_units), units * split)
     active = np.minimum(blocks, sms)
@@ -136,7 +138,8 @@ def decode_forward(hw: HardwareSpec, *, batch, heads, kv_heads, seq_kv, head_dim
     hbm_s = np.maximum(hbm / hbm_bw, hbm * busiest_share / per_sm_bw)
     time_s = np.maximum(compute_s, hbm_s)
     q_rows = units * rows                               # Q rows computed, padded ones included
-    return {"time_s": time_s, "bytes_dram": hbm, "flops": 2 * macs, "thread_blocks": blocks,
+    return {"time_s": time_s, "bytes_dram": hbm, "bytes_dram_read": hbm_read, "bytes_dram_written": hbm_written,
+            "flops": 2 * macs, "thread_blocks": blocks,
             "active_sms": active, "splits": split, "blocks_per_sm": resident,
             "waves": np.ceil(blocks / (sms * resident)), "compute_s": compute_s, "hbm_s": hbm_s,
             "tflops": 2 * macs / time_s / 1e12, "q_block_rows": rows, "block_kv": bkv,

@@ -30,7 +30,8 @@ tile (16 rows for mma.sync, 64 for wgmma; wgmma also reads Q there): those bytes
 bandwidths (where the YAML gives them) are roofs too. Time = max(compute, HBM, L2, shared memory), plus the
 part of every block's prologue and epilogue (first Q and K/V loads, last O store: a DRAM round trip and the bytes
 at the SM's share of bandwidth each) that the other blocks resident on its SM do not cover
-(``_exposed_block_seconds``); FlashAttention-3 holds one block per SM. The tensor rate is
+(``_exposed_block_seconds``); FlashAttention-3 is one persistent block per SM whose producer warpgroup prefetches
+the next Q tile, so it pays its consumers' pipeline fill and epilogue per tile instead. The tensor rate is
 capped by a per-kernel efficiency ceiling from published measurements (see KERNEL_CEILING). Standard attention is
 a sequence of kernels: the sum of each kernel's roofline (``_standard_kernel_seconds``).
 """
@@ -67,6 +68,43 @@ KERNEL_CEILING = {"standard": 0.79, "flash1": 0.40, "flash2": 0.73, "flash3": 0.
 # 4-warp block for mma.sync, and one 64-row tile per consumer warpgroup (two) for FlashAttention-3.
 MMA_ROWS = {"standard": 16, "flash1": 16, "flash2": 16, "flash3": 64}
 MIN_BLOCK_Q = {"standard": 16, "flash1": 64, "flash2": 64, "flash3": 128}
+
+
+# The tiles (block_q, block_kv) the kernels' own launch templates run in the forward pass, by the head dim they
+# dispatch on (the smallest listed one at least as large as the problem's; FlashAttention-2 rounds head dims up
+# the same way). They are a fixed table in the kernels, not searched at run time:
+#   flash2: csrc/flash_attn/src/flash_fwd_launch_template.h (FlashAttention-2), run_mha_fwd_hdim32..256 for
+#     compute capability 8.0 and 9.x, without and with dropout; head dim 256 runs 128 x 64 where a block may take
+#     2·256·(128 + 128) B of shared memory and an SM has less than 4·256·(64 + 128) B (A100), else 64 x 64 (H100)
+#   flash3: hopper/flash_fwd_launch_template.h of the FlashAttention-3 release the paper measured (Shah et al.
+#     2024), run_mha_fwd_hdim64/128/256: 192 x 128, 128 x 176 (causal: 128 x 128), 128 x 80
+KERNEL_TILES = {
+    "flash2": {32: ((128, 128), (128, 128)), 64: ((128, 128), (128, 64)), 96: ((128, 64), (128, 64)),
+               128: ((128, 64), (128, 32)), 160: ((128, 32), (64, 64)), 192: ((128, 64), (64, 64)),
+               256: (None, (64, 64))},
+    "flash3": {64: ((192, 128), (192, 128)), 128: ((128, 176), (128, 128)), 256: ((128, 80), (128, 80))},
+}
+
+
+def kernel_tiles(hw: HardwareSpec, kernel: str, head_dim, causal=False, dropout=False):
+    """(block_q, block_kv) arrays over the points: the kernel's own launch-template tiles (KERNEL_TILES) for the
+    head dim it dispatches on, 0 where the kernel has none (flash1, standard, head dims beyond the table).
+    flash2's pair is indexed by dropout, flash3's by causal."""
+    d, causal = np.broadcast_arrays(np.asarray(head_dim), np.asarray(causal, dtype=bool))
+    bq, bkv = np.zeros(d.shape, dtype=np.int64), np.zeros(d.shape, dtype=np.int64)
+    table = KERNEL_TILES.get(kernel, {})
+    smem = hw.level("smem").capacity_bytes if hw.level("smem") is not None else 0.0
+    for dim in sorted(table, reverse=True):
+        pair = table[dim]
+        if kernel == "flash2" and dim == 256 and pair[0] is None:
+            wide = 2 * 256 * (128 + 128) <= smem < 4 * 256 * (64 + 128)
+            pair = ((128, 64) if wide else (64, 64), pair[1])
+        which = causal.astype(int) if kernel == "flash3" else np.full(d.shape, int(bool(dropout)))
+        take = d <= dim
+        for index in (0, 1):
+            chosen = take & (which == index)
+            bq[chosen], bkv[chosen] = pair[index]
+    return bq, bkv
 
 
 def _per_sm_capacity(hw: HardwareSpec, name: str) -> float:
@@ -140,14 +178,24 @@ def _standard_kernel_seconds(nq, nkv, d, dv, s, n_elementwise, backward, dropout
 def _exposed_block_seconds(hw: HardwareSpec, kernel, blocks, per_sm, bq, bkv, d, dv, s, compute_s):
     """Time the SMs spend in thread-block prologues and epilogues that no computation covers.
 
-    A block cannot start its first matmul before its Q tile and first K/V tile have arrived (one DRAM round trip,
-    ``latency_ns``, plus the bytes at the SM's share of DRAM bandwidth, B / SMs, since every SM streams at once),
-    and it holds its SM until its O tile and log-sum-exp have been stored (another round trip plus the bytes).
-    With k blocks resident on an SM the others compute meanwhile: an SM spends max(c, (c + e) / k) per block,
-    c its compute and e its exposed time (Little's law for k blocks in flight). This is what makes short
-    sequences slow: e is fixed per block while c grows with seq_kv (FlashAttention-3 paper, Figure 5). Tiles
-    come in clipped to the sequence. With ``backward`` the same forward-shaped e is charged per block (the
-    backward kernels' own first loads and last stores are not modelled separately)."""
+    flash1/flash2 (one thread block per Q tile, several resident per SM): a block cannot start its first matmul
+    before its Q tile and first K/V tile have arrived (one DRAM round trip, ``latency_ns``, plus the bytes at the
+    SM's share of DRAM bandwidth, B / SMs, since every SM streams at once), and it holds its SM until its O tile
+    and log-sum-exp have been stored (another round trip plus the bytes). With k blocks resident on an SM the
+    others compute meanwhile: an SM spends max(c, (c + e) / k) per block, c its compute and e its exposed time
+    (Little's law for k blocks in flight). This is what makes short sequences slow: e is fixed per block while c
+    grows with seq_kv (FlashAttention-3 paper, Figure 5). Tiles come in clipped to the sequence.
+
+    flash3 is persistent and warp-specialized (Shah et al. 2024, section 3.1): one block per SM loops over the Q
+    tiles, and its producer warpgroup loads the next tile's Q and K/V by TMA while the consumer warpgroups still
+    compute, so the DRAM prologue of every tile but an SM's first is covered. What no other work covers is the
+    consumers' own pipeline fill and drain (section 3.2, Algorithm 2): the first K/V tile's softmax runs before
+    any GEMM can overlap it (bq·(bkv + 1) exps and 4·bq·bkv other ops, as ``tile_seconds`` counts them), and
+    the epilogue rescales O by 1/ℓ and converts it (2·bq·dv ops) before the next tile starts; plus, once per SM,
+    the first tile's round trip and loads.
+
+    With ``backward`` the same forward-shaped e is charged per block (the backward kernels' own first loads and
+    last stores are not modelled separately)."""
     sms = hw.processors.count
     latency = (hw.dram.latency_ns or 0.0) * 1e-9
     per_sm_bandwidth = hw.dram.bandwidth_bytes_per_s / sms
@@ -158,7 +206,11 @@ def _exposed_block_seconds(hw: HardwareSpec, kernel, blocks, per_sm, bq, bkv, d,
     per_block = compute_s * sms / finite_blocks
     k = np.maximum(per_sm, 1)
     extra = np.maximum(0.0, (per_block + exposed) / k - per_block)
-    return np.where(kernel == "standard", 0.0, extra * np.ceil(finite_blocks / sms))
+    tiles_per_sm = np.ceil(finite_blocks / sms)
+    fill = (bq * (bkv + 1) / (hw.issue_rate(_unit(hw, "special"), "fp32") / sms)
+            + (4 * bq * bkv + 2 * bq * dv) / (hw.issue_rate(_unit(hw, "vector"), "fp32") / sms))
+    persistent = fill * tiles_per_sm + latency + first_bytes / per_sm_bandwidth
+    return np.select([kernel == "standard", kernel == "flash3"], [0.0, persistent], extra * tiles_per_sm)
 
 
 def check_inputs(sizes: dict, kernel, known, label: str) -> None:
@@ -223,9 +275,12 @@ def attention_forward(hw: HardwareSpec, *, batch, heads, seq_q, seq_kv, head_dim
     vector_ops = 4 * scores + rescale_rows * dv + nq * dv
     # HBM bytes per head
     n_elementwise = 1 + causal.astype(np.int64) + int(bool(dropout))
-    standard_bytes = s * (nq * d + nkv * d + nkv * dv + nq * dv) + s * nq * nkv * (2 + 2 * n_elementwise)
-    flash1_bytes = (s * nkv * (d + dv) + t.q_rows_read * (s * d + 2 * s * dv + 4 * STATS_BYTES)
-                    + nq * (s * dv + 2 * STATS_BYTES))
+    # (read, written) per head: S written by QK^T and read by PV, each elementwise kernel reads and writes it
+    standard = [s * (nq * d + nkv * d + nkv * dv) + s * nq * nkv * (1 + n_elementwise),
+                s * nq * dv + s * nq * nkv * (1 + n_elementwise)]
+    # every visited tile reads Q_i, O_i, l_i, m_i and writes O_i, l_i, m_i; O, l, m initialised in HBM
+    flash1 = [s * nkv * (d + dv) + t.q_rows_read * (s * d + s * dv + 2 * STATS_BYTES),
+              t.q_rows_read * (s * dv + 2 * STATS_BYTES) + nq * (s * dv + 2 * STATS_BYTES)]
     smem, regs = sram_per_block(kernel_arr, bq, bkv, d, dv, s)
     smem_cap, reg_cap = _per_sm_capacity(hw, "smem"), _per_sm_capacity(hw, "registers")
     sms = hw.processors.count
@@ -248,20 +303,23 @@ def attention_forward(hw: HardwareSpec, *, batch, heads, seq_q, seq_kv, head_dim
     # when the heads in flight outgrow L2 it holds that share of them: the re-streams it serves fall off smoothly
     held = np.minimum(1.0, l2 / np.maximum(heads_in_flight * kv_head_bytes, 1))
     kv_hbm_rows = (held * np.minimum(g * t.kv_rows_read, nkv) + (1 - held) * g * t.kv_rows_read) / g
-    flash2_bytes = s * nq * d + kv_hbm_rows * s * (d + dv) + s * nq * dv + nq * STATS_BYTES
+    flash2 = [s * nq * d + kv_hbm_rows * s * (d + dv), s * nq * dv + nq * STATS_BYTES]
     if backward:
         macs = macs + np.where(std, nq * nkv * (2 * d + 2 * dv), scores * (3 * d + 2 * dv))
         exps = exps + np.where(std, 0, scores)
         vector_ops = vector_ops + 3 * scores + nq * dv
-        io = s * 2 * (nq * d + nkv * d + nkv * dv)
-        standard_bytes = standard_bytes + io + s * 2 * nq * dv + s * nq * nkv * (7 + 2 * int(bool(dropout)))
-        flash1_bytes = (flash1_bytes + 2 * s * nkv * (d + dv)
-                        + t.q_rows_read * (s * d + 2 * s * dv + 2 * STATS_BYTES + 2 * ACCUMULATOR_BYTES * d)
-                        + nq * d * (ACCUMULATOR_BYTES + s))
-        flash2_bytes = (flash2_bytes + 2 * s * nq * dv + STATS_BYTES * nq + 2 * s * nkv * (d + dv)
-                        + t.q_rows_read * (s * d + s * dv + 2 * STATS_BYTES + 2 * ACCUMULATOR_BYTES * d)
-                        + nq * d * (ACCUMULATOR_BYTES + s))
-    hbm = bh * np.select([std, f1], [standard_bytes, flash1_bytes], flash2_bytes)
+        drop = int(bool(dropout))
+        qkv = s * (nq * d + nkv * d + nkv * dv)           # Q, K, V read again; dQ, dK, dV written
+        standard = [standard[0] + qkv + s * 2 * nq * dv + s * nq * nkv * (5 + drop),
+                    standard[1] + qkv + s * nq * nkv * (2 + drop)]
+        kv = s * nkv * (d + dv)                           # K, V read; dK, dV written
+        dq = ACCUMULATOR_BYTES * d                        # the fp32 dQ accumulator, read and written per tile
+        flash1 = [flash1[0] + kv + t.q_rows_read * (s * d + 2 * s * dv + 2 * STATS_BYTES + dq)
+                  + nq * ACCUMULATOR_BYTES * d, flash1[1] + kv + t.q_rows_read * dq + nq * s * d]
+        flash2 = [flash2[0] + 2 * s * nq * dv + kv + t.q_rows_read * (s * d + s * dv + 2 * STATS_BYTES + dq)
+                  + nq * ACCUMULATOR_BYTES * d, flash2[1] + STATS_BYTES * nq + kv + t.q_rows_read * dq + nq * s * d]
+    hbm_read, hbm_written = (bh * np.select([std, f1], [standard[i], flash1[i]], flash2[i]) for i in (0, 1))
+    hbm = hbm_read + hbm_written
     waves = np.where(std, 1, np.ceil(blocks / (sms * np.maximum(per_sm, 1))))
     quantization = np.where(std, 1.0, sms * np.ceil(blocks / sms) / np.where(std, 1, blocks))
 
@@ -318,7 +376,8 @@ def attention_forward(hw: HardwareSpec, *, batch, heads, seq_q, seq_kv, head_dim
     useful_flops = 2 * bh * useful_macs
     return {
         "time_s": time_s, "flops": matmul_flops, "useful_flops": useful_flops,
-        "exp_ops": bh * exps, "other_ops": bh * vector_ops, "bytes_dram": hbm,
+        "exp_ops": bh * exps, "other_ops": bh * vector_ops, "bytes_dram": hbm, "bytes_dram_read": hbm_read,
+        "bytes_dram_written": hbm_written,
         "tflops": matmul_flops / time_s / 1e12, "useful_tflops": useful_flops / time_s / 1e12,
         "smem_bytes_per_block": smem, "register_bytes_per_block": regs,
         "fits": np.where(std, True, (smem <= smem_cap) & (regs <= reg_cap)),

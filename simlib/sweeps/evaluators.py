@@ -2,8 +2,9 @@
 
 * ``attention``: each row as ``simlib predict attention`` predicts it, vectorized over every parameter: the
   FlashAttention tile model (``attention_forward``) with the tiles given, or where a row gives none (or null)
-  the tile pair predict's search chooses (``search_tiles``); rows with seq_q = 1 on flash2, flashdecoding or
-  lean by the decode model (``decode_forward``). One call per kernel (and tile class) in the chunk.
+  the tile pair predict chooses (``search_tiles``: the kernel's own launch-template tiles, else searched); rows
+  with seq_q = 1 on flash2, flashdecoding or lean by the decode model (``decode_forward``). One call per kernel
+  (and tile class) in the chunk.
 * ``tts``: the Kinetics cost, vectorized, one call per model in the chunk; the intensity defaults to the
   hardware's peak over bandwidth in the ``dtype`` (fp8 unless given).
 * ``gna``: each point's shapes parsed and checked, then one vectorized simulation per dimensionality and dtype.
@@ -130,16 +131,17 @@ def check_tts_value(name: str, value) -> None:
         raise SimlibInputError("sweep", name, f"expected a number, got {value!r}") from None
 
 
-ATTENTION_OUTPUTS = ("time_s", "tflops", "flops", "bytes_dram", "waves", "fits", "bound")
+ATTENTION_OUTPUTS = ("time_s", "tflops", "flops", "bytes_dram", "bytes_dram_read", "bytes_dram_written", "waves",
+                     "fits", "bound")
 ATTENTION_GROUPS = ("kernel", "dtype", "backward", "dropout", "efficiency")
 
 
 def _attention(hw, params: dict) -> dict:
     """Every row as ``simlib predict attention`` predicts it: decode rows (seq_q = 1 on flash2, flashdecoding or
     lean) by ``decode_forward``, the others by ``attention_forward`` with the tiles given or, where a row gives
-    none (or null), the tile pair ``search_tiles`` chooses. One vectorized call per (kernel, dtype, backward,
-    dropout, efficiency) and per tile class (each of block_q / block_kv given or searched). The values were
-    checked one by one (``check_attention_value``); here the rules between values of one row."""
+    none (or null), the tile pair ``search_tiles`` chooses (the kernel's own, else searched). One vectorized call
+    per (kernel, dtype, backward, dropout, efficiency) and per tile class (each of block_q / block_kv given or
+    not). The values were checked one by one (``check_attention_value``); here the rules between values of one row."""
     if hw.family != "gpu":
         raise SimlibInputError("sweep", "hardware", f"{hw.name} is a {hw.family}; the attention model needs a gpu")
     size = len(next(iter(params.values())))
@@ -190,7 +192,8 @@ def _batches(cost: np.ndarray):
 
 
 def _forward_rows(hw, p, v, first, rows, q_given, kv_given, columns) -> None:
-    """Rows on the tile model, tiles given or searched (``search_tiles``, as ``simlib predict attention``)."""
+    """Rows on the tile model, tiles given, the kernel's own or searched (``search_tiles``, as ``simlib predict
+    attention``)."""
     kernel = first["kernel"]
     block_q = _ints(p["block_q"][rows]) if q_given else None
     block_kv = _ints(p["block_kv"][rows]) if kv_given else None
@@ -230,8 +233,9 @@ def _decode_rows(hw, p, v, first, rows, columns) -> None:
                            splits=splits[part] if split_given else None)
         fits = (r["smem_bytes_per_block"] <= hw.level("smem").capacity_bytes) & \
             (r["register_bytes_per_block"] <= hw.level("registers").capacity_bytes)
-        outputs = {"time_s": r["time_s"], "tflops": r["tflops"], "flops": r["flops"], "bytes_dram": r["bytes_dram"],
-                   "waves": r["waves"], "fits": fits, "bound": np.where(r["hbm_s"] >= r["compute_s"], "hbm", "compute")}
+        outputs = {**{k: r[k] for k in ("time_s", "tflops", "flops", "bytes_dram", "bytes_dram_read",
+                                         "bytes_dram_written", "waves")},
+                   "fits": fits, "bound": np.where(r["hbm_s"] >= r["compute_s"], "hbm", "compute")}
         for key in ATTENTION_OUTPUTS:
             columns[key][at] = np.broadcast_to(outputs[key], (len(at),))
 

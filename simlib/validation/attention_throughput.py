@@ -2,8 +2,8 @@
 benchmark grid, kept as a trace in traces/published), one row per published bar, with the relative error.
 
 The published FLOP count is 4 · seq² · head_dim · heads · batch, halved when causal; the prediction uses the
-same count over the model's time, so only the time is compared. Tiles are searched as ``simlib predict
-attention`` does.
+same count over the model's time, so only the time is compared. Tiles are chosen as ``simlib predict attention``
+chooses them: the kernels' own launch-template tiles, as the measured kernels ran.
 """
 from __future__ import annotations
 

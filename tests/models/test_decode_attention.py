@@ -136,6 +136,11 @@ def test_split_blocks_share_sms_in_one_wave_by_hand():
     busiest_bytes = r["bytes_dram"] * 2 * 23 / (8 * 512)        # 2 blocks of ceil(512/23) = 23 tiles of 8 x 512
     assert r["hbm_s"] == pytest.approx(max(r["bytes_dram"] / 2.039e12,
                                            busiest_bytes / (2 * 128 * 256 * 2 / 330e-9)), rel=1e-9)
+    # each of the 8 x 23 splits writes its query row's fp32 partial O (128 x 4 B), max and sum (4 B each), which
+    # the combine kernel reads back before writing o
+    partials = 8 * 23 * (128 * 4 + 2 * 4)
+    assert r["bytes_dram_written"] == 8 * 128 * 2 + partials
+    assert r["bytes_dram_read"] == 8 * 65536 * 256 * 2 + 8 * 128 * 2 + partials
 
 
 def test_one_split_moves_no_partials_and_many_groups_fill_several_q_blocks():
@@ -145,6 +150,9 @@ def test_one_split_moves_no_partials_and_many_groups_fill_several_q_blocks():
     args = dict(batch=64, heads=32, kv_heads=8, seq_kv=4096, head_dim=128)
     split = decode_forward(h100, kernel="flashdecoding", **args)
     assert split["splits"] == 1 and split["bytes_dram"] == decode_forward(h100, kernel="flash2", **args)["bytes_dram"]
+    # 64 x 8 K/V heads of 4096 x 256 bf16 read; 64 x 32 query rows of 128 read (q) and written (o)
+    assert split["bytes_dram_read"] == 64 * 8 * 4096 * 256 * 2 + 64 * 32 * 128 * 2
+    assert split["bytes_dram_written"] == 64 * 32 * 128 * 2
     # 128 query heads on one KV head: two 64-row Q blocks per (batch, kv head); 8192 keys in 64 blocks of 128,
     # 2 units over 264 slots: 64 splits (eligible, 128 / 264 = 0.485 the best) -> 2 x 64 blocks
     mqa = decode_forward(h100, batch=1, heads=128, kv_heads=1, seq_kv=8192, head_dim=128, kernel="flashdecoding")

@@ -295,16 +295,18 @@ def test_decode_and_prefill_rows_in_one_chunk_and_given_splits():
 
 
 def test_rows_without_tiles_equal_predicts_tile_search():
-    """Rows without block_q / block_kv (or with null in a tile axis) run the tile pair predict searches for:
-    a100, seq 512, causal, head dim 128 is 64x64 there, not the 128x128 a fixed default would give. Each row
+    """Rows without block_q / block_kv (or with null in a tile axis) run the tile pair predict chooses: on a100,
+    seq 512, causal, head dim 128 that is FlashAttention-2's own 128 x 64 (its launch template for compute
+    capability 8.0), not the model's 128 x 128 default; a row giving one tile has the other searched. Each row
     equals `simlib predict attention` on that point (the independent computation)."""
     a100 = load_hardware("a100")
     base = {"seq": 512, "causal": True, "heads": 16, "batch": 1, "kernel": "flash2"}
     picked = predict_attention(a100, {**base, "head_dim": 128})
-    assert (picked["block_q"], picked["block_kv"]) == (64, 64)
+    assert (picked["block_q"], picked["block_kv"], picked["tile_source"]) == (128, 64, "kernel")
+    assert predict_attention(a100, {**base, "head_dim": 128, "block_q": 64})["tile_source"] == "searched"
     default = attention_forward(a100, batch=1, heads=16, seq_q=512, seq_kv=512, head_dim=128, causal=True,
                                 block_q=128, block_kv=128)["time_s"]
-    assert picked["time_s"] != pytest.approx(float(default), rel=1e-3)   # the search makes a difference here
+    assert picked["time_s"] != pytest.approx(float(default), rel=1e-3)   # the kernel's tiles make a difference
     spec = {"workload": "attention", "hardware": ["a100"],
             "axes": {"head_dim": [128, 256], "block_q": [64, None], "block_kv": [None, 32]}, "fixed": base}
     frame = simlib.sweep(spec)

@@ -8,8 +8,8 @@ from simlib.dtypes import DTYPE_BITS
 from simlib.errors import SimlibInputError
 from simlib.hardware.schema import HardwareSpec
 from simlib.models.decode_attention import DECODE_KERNELS, MAX_SPLITS, decode_forward, split_block_kv
-from simlib.models.flash_attention import KERNEL_TILES, KERNELS, MIN_BLOCK_Q, TILE_CHOICES, attention_forward, \
-    kernel_tiles
+from simlib.models.flash_attention import KERNEL_TILE_DTYPES, KERNEL_TILES, KERNELS, MIN_BLOCK_Q, TILE_CHOICES, \
+    attention_forward, kernel_tiles
 
 DEFAULTS = {"batch": 1, "heads": 16, "kv_heads": None, "seq_q": 4096, "seq_kv": 4096, "head_dim": 128,
             "head_dim_v": None, "dtype": "bf16", "causal": False, "kernel": "flash2", "block_q": None,
@@ -113,11 +113,12 @@ def supported_kernels(hw: HardwareSpec) -> list[str]:
 
 def search_tiles(hw: HardwareSpec, kernel: str, block_q=None, block_kv=None, **model_args) -> tuple[dict, dict]:
     """The tile pair each point runs with: ``block_q`` / ``block_kv`` where given (a number, or an array over the
-    points); else, for flash2 and flash3, the pair the kernel's own launch template runs (``kernel_tiles``) where it
-    fits the part; else searched over TILE_CHOICES (Q blocks of at least the kernel's MIN_BLOCK_Q rows). Among the pairs
-    that fit in an SM's shared memory and registers, those within 0.1 % of the fastest are near-equal, and of
-    those the one moving the fewest bytes (on chip plus DRAM) wins; ties go to the smaller Q, then K/V, block.
-    Where no pair fits, the same rule runs over all pairs and the chosen row's ``fits`` is false.
+    points); else, for flash2 and flash3 forward in fp16/bf16, the pair the kernel's own launch template runs
+    (``kernel_tiles``) where it fits the part; else searched over TILE_CHOICES (Q blocks of at least the kernel's
+    MIN_BLOCK_Q rows). Among the pairs that fit in an SM's shared memory and registers, those within 0.1 % of the
+    fastest are near-equal, and of those the one moving the fewest bytes (on chip plus DRAM) wins; ties go to the
+    smaller Q, then K/V, block. Where no pair fits, the same rule runs over all pairs and the chosen row's ``fits``
+    is false.
 
     ``model_args`` are attention_forward's other arguments, numbers or arrays over the points (any shape). Returns
     (the chosen pair's outputs, arrays shaped as the points; every output of every candidate, with the candidate
@@ -143,7 +144,9 @@ def search_tiles(hw: HardwareSpec, kernel: str, block_q=None, block_kv=None, **m
     chosen = {k: np.take_along_axis(v, choice, axis=-1)[..., 0] for k, v in flat.items()}
     chosen["tile_source"] = np.full(np.shape(chosen["time_s"]), "given" if block_q is not None and
                                     block_kv is not None else "searched", dtype=object)
-    if block_q is None and block_kv is None and kernel in KERNEL_TILES:
+    # the launch templates' tiles are the forward kernels' in fp16/bf16; the backward kernels run other tiles
+    if block_q is None and block_kv is None and kernel in KERNEL_TILES and not model_args.get("backward") \
+            and model_args.get("dtype", "bf16") in KERNEL_TILE_DTYPES:
         own_q, own_kv = kernel_tiles(hw, kernel, model_args["head_dim"], model_args.get("causal", False),
                                      model_args.get("dropout", False))
         own = attention_forward(hw, kernel=kernel, block_q=np.maximum(own_q, 16), block_kv=np.maximum(own_kv, 16),
@@ -227,6 +230,7 @@ def predict_decode(hw: HardwareSpec, params: dict, kernel: str) -> dict:
             "waves": int(row["waves"]), "blocks_per_sm": int(row["blocks_per_sm"]),
             "thread_blocks": int(row["thread_blocks"]), "active_sms": int(row["active_sms"]),
             "splits": int(row["splits"]), "block_q": int(row["q_block_rows"]), "block_kv": block_kv,
+            "tile_source": "given" if params["block_kv"] is not None else "kernel",
             "smem_bytes_per_block": row["smem_bytes_per_block"],
             "register_bytes_per_block": row["register_bytes_per_block"], "exp_ops": row["exp_ops"],
             "other_ops": row["other_ops"], "bound": "hbm" if row["hbm_s"] >= row["compute_s"] else "compute"}

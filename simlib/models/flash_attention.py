@@ -70,37 +70,38 @@ MMA_ROWS = {"standard": 16, "flash1": 16, "flash2": 16, "flash3": 64}
 MIN_BLOCK_Q = {"standard": 16, "flash1": 64, "flash2": 64, "flash3": 128}
 
 
-# The tiles (block_q, block_kv) the kernels' own launch templates run in the forward pass, by the head dim they
-# dispatch on (the smallest listed one at least as large as the problem's; FlashAttention-2 rounds head dims up
-# the same way). They are a fixed table in the kernels, not searched at run time:
+# The tiles (block_q, block_kv) the kernels' own launch templates run in the forward pass, in fp16/bf16, by head
+# dim. They are a fixed table in the kernels, not searched at run time:
 #   flash2: csrc/flash_attn/src/flash_fwd_launch_template.h (FlashAttention-2), run_mha_fwd_hdim32..256 for
-#     compute capability 8.0 and 9.x, without and with dropout; head dim 256 runs 128 x 64 where a block may take
-#     2·256·(128 + 128) B of shared memory and an SM has less than 4·256·(64 + 128) B (A100), else 64 x 64 (H100)
+#     compute capability 8.0 and 9.x, without and with dropout; it dispatches on the head dim rounded up to the
+#     next listed one. Head dim 256 runs 128 x 64 where a block may take 2·256·(128 + 128) B of shared memory and
+#     an SM has less than 4·256·(64 + 128) B (A100), else 64 x 64 (H100), with or without dropout
 #   flash3: hopper/flash_fwd_launch_template.h of the FlashAttention-3 release the paper measured (Shah et al.
-#     2024), run_mha_fwd_hdim64/128/256: 192 x 128, 128 x 176 (causal: 128 x 128), 128 x 80
+#     2024), run_mha_fwd_hdim64/128/256 (those head dims only): 192 x 128, 128 x 176 (causal: 128 x 128), 128 x 80
 KERNEL_TILES = {
     "flash2": {32: ((128, 128), (128, 128)), 64: ((128, 128), (128, 64)), 96: ((128, 64), (128, 64)),
-               128: ((128, 64), (128, 32)), 160: ((128, 32), (64, 64)), 192: ((128, 64), (64, 64)),
-               256: (None, (64, 64))},
+               128: ((128, 64), (128, 32)), 160: ((128, 32), (128, 32)), 192: ((128, 64), (64, 64)),
+               256: (None, None)},
     "flash3": {64: ((192, 128), (192, 128)), 128: ((128, 176), (128, 128)), 256: ((128, 80), (128, 80))},
 }
+KERNEL_TILE_DTYPES = ("fp16", "bf16")
 
 
 def kernel_tiles(hw: HardwareSpec, kernel: str, head_dim, causal=False, dropout=False):
     """(block_q, block_kv) arrays over the points: the kernel's own launch-template tiles (KERNEL_TILES) for the
-    head dim it dispatches on, 0 where the kernel has none (flash1, standard, head dims beyond the table).
+    head dim it dispatches on, 0 where the kernel has none (flash1, standard, head dims it does not ship).
     flash2's pair is indexed by dropout, flash3's by causal."""
     d, causal = np.broadcast_arrays(np.asarray(head_dim), np.asarray(causal, dtype=bool))
     bq, bkv = np.zeros(d.shape, dtype=np.int64), np.zeros(d.shape, dtype=np.int64)
     table = KERNEL_TILES.get(kernel, {})
     smem = hw.level("smem").capacity_bytes if hw.level("smem") is not None else 0.0
+    wide = 2 * 256 * (128 + 128) <= smem < 4 * 256 * (64 + 128)
     for dim in sorted(table, reverse=True):
         pair = table[dim]
-        if kernel == "flash2" and dim == 256 and pair[0] is None:
-            wide = 2 * 256 * (128 + 128) <= smem < 4 * 256 * (64 + 128)
-            pair = ((128, 64) if wide else (64, 64), pair[1])
+        if pair[0] is None:                                   # flash2, head dim 256: by shared memory
+            pair = ((128, 64),) * 2 if wide else ((64, 64),) * 2
         which = causal.astype(int) if kernel == "flash3" else np.full(d.shape, int(bool(dropout)))
-        take = d <= dim
+        take = d <= dim if kernel == "flash2" else d == dim
         for index in (0, 1):
             chosen = take & (which == index)
             bq[chosen], bkv[chosen] = pair[index]

@@ -165,7 +165,8 @@ def test_flash2_and_flash3_default_to_their_launch_templates_tiles():
     csrc/flash_attn/src/flash_fwd_launch_template.h, FlashAttention-3's hopper/flash_fwd_launch_template.h, read by
     hand): head dim 64 -> 128 x 128 and 192 x 128, 128 -> 128 x 64 and 128 x 176 (causal 128 x 128); FA2's head dim
     256 block depends on the shared memory (128 x 64 on A100, 64 x 64 on H100), and head dim 80 dispatches on the
-    96 kernel; flash1 and a part where the kernel's tile does not fit fall back to the search."""
+    96 kernel; flash1, other dtypes, backward and a part where the kernel's tile does not fit fall back to the
+    search."""
     def tiles(hw, **settings):
         r = predict_attention(load_hardware(hw), {"batch": 1, "heads": 8, "seq": 2048, **settings})
         return r["block_q"], r["block_kv"], r["tile_source"]
@@ -177,6 +178,14 @@ def test_flash2_and_flash3_default_to_their_launch_templates_tiles():
     assert tiles("a100", head_dim=256, kernel="flash2") == (128, 64, "kernel")
     assert tiles("h100", head_dim=256, kernel="flash2") == (64, 64, "kernel")
     assert tiles("h100", head_dim=80, kernel="flash2") == (128, 64, "kernel")
+    assert tiles("a100", head_dim=256, kernel="flash2", dropout=True) == (128, 64, "kernel")
+    assert tiles("h100", head_dim=160, kernel="flash2", dropout=True) == (128, 32, "kernel")
+    assert tiles("h100", head_dim=64, kernel="flash2", dropout=True) == (128, 64, "kernel")
+    # FlashAttention-3's release ships head dims 64, 128 and 256 only, in fp16/bf16; backward kernels run
+    # other tiles: those are searched
+    assert tiles("h100", head_dim=96, kernel="flash3")[2] == "searched"
+    assert tiles("h100", head_dim=128, kernel="flash3", dtype="fp8")[2] == "searched"
+    assert tiles("h100", head_dim=128, kernel="flash2", backward=True)[2] == "searched"
     assert tiles("a100", head_dim=64, kernel="flash1")[2] == "searched"
     assert tiles("h100", head_dim=64, kernel="flash2", block_q=64, block_kv=64) == (64, 64, "given")
     # the two-SM tiny GPU's shared memory (tests/data/tiny_gpu.yaml) holds no 128 x 128 head-dim-128 block

@@ -221,22 +221,29 @@ def _result(value):
     return value
 
 
-def _stamp(prepared: PreparedSweep) -> str:
-    """The spec (without where it was read from) and the bytes of every hardware and workload file it reads."""
+PACKAGE_DIR = Path(__file__).resolve().parent.parent
+
+
+def _stamp(prepared: PreparedSweep, package_dir: Path = PACKAGE_DIR) -> str:
+    """The spec (without where it was read from), the bytes of every hardware and workload file it reads, and the
+    package's source (``package_dir``'s Python files): chunks a changed model computed are not the same rows."""
     digest = hashlib.sha256(prepared.spec.model_dump_json(exclude={"source_file"}).encode())
-    for path in prepared.files:
+    sources = sorted(package_dir.rglob("*.py"))
+    for path in [*prepared.files, *sources]:
         digest.update(b"\0" + hashlib.sha256(Path(path).read_bytes()).digest())
     return digest.hexdigest()
 
 
 def _claim_parts(parts: Path, prepared: PreparedSweep) -> None:
-    """The parts folder belongs to one spec and the files it reads: their hash is kept there, and parts of another
-    spec, or of the same spec with a hardware or workload file changed since, are an error."""
+    """The parts folder belongs to one spec, the files it reads and the simlib source that computed it: their hash
+    is kept there, and parts of another spec, or of the same spec with a hardware or workload file or the model
+    code changed since, are an error."""
     digest = _stamp(prepared)
     stamp = parts / "spec.sha256"
     if parts.exists() and stamp.exists() and stamp.read_text() != digest:
         raise SimlibInputError(str(parts), None, "holds chunks of a different spec, or of this spec with a hardware "
-                                                 "or workload file changed since; remove it or use another --out")
+                                                 "or workload file or simlib's code changed since; remove it or use "
+                                                 "another --out")
     parts.mkdir(parents=True, exist_ok=True)
     stamp.write_text(digest)
 

@@ -111,7 +111,21 @@ def test_parts_are_refused_after_a_hardware_file_changes(two_folders, monkeypatc
     edited = cli("sweep", str(spec), "--out", "x.parquet", "--quiet")
     assert edited.returncode == 2 and "Traceback" not in edited.stderr
     assert "x.parquet.parts: holds chunks of a different spec, or of this spec with a hardware or workload file " \
-           "changed since" in edited.stderr, edited.stderr
+           "or simlib's code changed since" in edited.stderr, edited.stderr
+
+
+def test_parts_stamp_covers_the_model_code(tmp_path):
+    """Chunks computed by another version of the models are other rows: the parts stamp hashes the package's
+    Python files, so editing one (here in a copy of a package folder) changes it, and an unchanged copy keeps it."""
+    prepared = prepare(load_spec({"workload": "gemm", "hardware": ["h100"], "axes": {"M": [1024]},
+                                  "fixed": {"N": 1024, "K": 1024, "dtype": "bf16"}}))
+    package = tmp_path / "pkg"
+    (package / "models").mkdir(parents=True)
+    (package / "models" / "model.py").write_text("RATE = 1\n")
+    before = sweep_run._stamp(prepared, package)
+    assert sweep_run._stamp(prepared, package) == before
+    (package / "models" / "model.py").write_text("RATE = 2\n")
+    assert sweep_run._stamp(prepared, package) != before
 
 
 def test_rows_are_the_product_of_the_axes_in_order():

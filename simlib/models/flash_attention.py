@@ -382,7 +382,8 @@ def attention_forward(hw: HardwareSpec, *, batch, heads, seq_q, seq_kv, head_dim
         "tflops": matmul_flops / time_s / 1e12, "useful_tflops": useful_flops / time_s / 1e12,
         "smem_bytes_per_block": smem, "register_bytes_per_block": regs,
         "fits": np.where(std, True, (smem <= smem_cap) & (regs <= reg_cap)),
-        "thread_blocks": blocks, "waves": waves, "tensor_s": tensor_s, "exp_s": exp_s, "vector_s": vector_s,
+        # flash3 launches one persistent block per SM, and its waves are its rounds over the Q tiles
+        "thread_blocks": np.where(kernel_arr == "flash3", np.minimum(blocks, sms), blocks), "waves": waves, "tensor_s": tensor_s, "exp_s": exp_s, "vector_s": vector_s,
         "hbm_s": hbm_s, "smem_s": smem_s, "l2_s": l2_s, "bytes_on_chip": on_chip,
         "bound": np.select([compute_s >= memory_s, hbm_s >= np.maximum(smem_s, l2_s), l2_s >= smem_s],
                            ["compute", "hbm", "l2"], "smem"),

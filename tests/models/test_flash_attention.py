@@ -158,6 +158,7 @@ def test_flash3_persistent_block_pays_pipeline_fill_and_epilogue_per_tile_by_han
     first = 262e-9 + (2 * 128 * 128 + 2 * 128 * 256) / (3.35e12 / 132)
     compute, memory = _compute_and_memory(r, "flash3")
     assert r["time_s"] - max(compute, memory) == pytest.approx(16 * fill + first, rel=1e-9)
+    assert r["thread_blocks"] == 132 and r["waves"] == 16       # one persistent block per SM, 16 rounds
 
 
 def test_flash2_and_flash3_default_to_their_launch_templates_tiles():

@@ -16,7 +16,8 @@ Kernels, per head (nq queries, nkv keys, head dims d and dv, s bytes per element
   and the softmax of one warpgroup overlapped with the GEMMs of the other (ping-pong).
 
 Time: tensor-core MACs, SFU exps and other vector ops are summed over all thread blocks, every tile computed
-whole (a Q block cut short by seq_q, or a K/V block by seq_kv, runs padded); on an SM a block's work is its
+whole (a Q block cut short by seq_q, or a K/V block by seq_kv, runs padded; a causal tile holding masked scores
+also runs the mask, a compare and a select per score); on an SM a block's work is its
 share, so compute time is quantized by waves over the SMs: t = t_total · SMs · ⌈blocks/SMs⌉ / blocks. An SM
 pulls from DRAM at most the K/V tiles its resident blocks keep in flight over the latency (Little's law, as in
 :mod:`simlib.models.decode_attention`), so a grid of few blocks cannot reach the HBM bandwidth.
@@ -47,6 +48,7 @@ from simlib.models.tile_counts import tile_counts
 KERNELS = ("standard", "flash1", "flash2", "flash3")
 TILE_CHOICES = (16, 32, 64, 128, 256)
 STATS_BYTES = 4
+MASK_OPS_PER_SCORE = 2          # the causal mask: one compare and one select per score of a masked tile
 ACCUMULATOR_BYTES = 4
 
 # Fraction of the tensor-core peak a kernel's matmuls reach at best, from published measurements:
@@ -273,7 +275,11 @@ def attention_forward(hw: HardwareSpec, *, batch, heads, seq_q, seq_kv, head_dim
     macs = scores * (d + dv)
     rescale_rows = np.where(std, 0, t.q_rows_read)
     exps = scores + rescale_rows
-    vector_ops = 4 * scores + rescale_rows * dv + nq * dv
+    # a tile holding masked scores runs the causal mask on every one of its scores: compare the key index with the
+    # row's limit and select -inf (FlashAttention-2's Mask::apply_mask on its masking iterations), in score units
+    # here as every count is before the padding below makes tiles whole
+    masked_scores = np.where(std, 0, t.masked_tiles * t.score_elements / np.maximum(t.tiles, 1))
+    vector_ops = 4 * scores + rescale_rows * dv + nq * dv + MASK_OPS_PER_SCORE * masked_scores
     # HBM bytes per head
     n_elementwise = 1 + causal.astype(np.int64) + int(bool(dropout))
     # (read, written) per head: S written by QK^T and read by PV, each elementwise kernel reads and writes it
@@ -308,7 +314,7 @@ def attention_forward(hw: HardwareSpec, *, batch, heads, seq_q, seq_kv, head_dim
     if backward:
         macs = macs + np.where(std, nq * nkv * (2 * d + 2 * dv), scores * (3 * d + 2 * dv))
         exps = exps + np.where(std, 0, scores)
-        vector_ops = vector_ops + 3 * scores + nq * dv
+        vector_ops = vector_ops + 3 * scores + nq * dv + MASK_OPS_PER_SCORE * masked_scores   # S recomputed
         drop = int(bool(dropout))
         qkv = s * (nq * d + nkv * d + nkv * dv)           # Q, K, V read again; dQ, dK, dV written
         standard = [standard[0] + qkv + s * 2 * nq * dv + s * nq * nkv * (5 + drop),
@@ -383,7 +389,8 @@ def attention_forward(hw: HardwareSpec, *, batch, heads, seq_q, seq_kv, head_dim
         "smem_bytes_per_block": smem, "register_bytes_per_block": regs,
         "fits": np.where(std, True, (smem <= smem_cap) & (regs <= reg_cap)),
         # flash3 launches one persistent block per SM, and its waves are its rounds over the Q tiles
-        "thread_blocks": np.where(kernel_arr == "flash3", np.minimum(blocks, sms), blocks), "waves": waves, "tensor_s": tensor_s, "exp_s": exp_s, "vector_s": vector_s,
+        "thread_blocks": np.where(kernel_arr == "flash3", np.minimum(blocks, sms), blocks), "waves": waves,
+        "tensor_s": tensor_s, "exp_s": exp_s, "vector_s": vector_s,
         "hbm_s": hbm_s, "smem_s": smem_s, "l2_s": l2_s, "bytes_on_chip": on_chip,
         "bound": np.select([compute_s >= memory_s, hbm_s >= np.maximum(smem_s, l2_s), l2_s >= smem_s],
                            ["compute", "hbm", "l2"], "smem"),

@@ -4,7 +4,10 @@ The score matrix of one head is nq × nkv, tiled into row blocks of bq queries a
 Causal masking is bottom-right aligned as in FlashAttention-2: query q sees keys k ≤ q + (nkv − nq). A row
 block visits the column blocks up to the one holding its last visible key; edge blocks are clipped to the
 matrix. Per row block i with r_i rows and last visible key count v_i = clip(i·bq + r_i + nkv − nq, 0, nkv):
-tiles_i = ceil(v_i / bkv) (non-causal: v_i = nkv), keys covered c_i = min(nkv, tiles_i·bkv).
+tiles_i = ceil(v_i / bkv) (non-causal: v_i = nkv), keys covered c_i = min(nkv, tiles_i·bkv). A visited tile needs
+the causal mask applied when some of its scores are masked: all of row block i's tiles but the first
+floor(f_i / bkv) (all of them where f_i = nkv), which its first row, seeing f_i = clip(i·bq + 1 + nkv − nq, 0,
+nkv) keys, sees whole.
 Non-causal shapes have closed forms; causal ones sum over row blocks with np.repeat + np.bincount, so no Python
 loop over tiles or shapes.
 """
@@ -24,6 +27,7 @@ class TileCounts:
     useful_elements: np.ndarray     # scores not masked out
     kv_rows_read: np.ndarray        # Σ_i c_i: key rows streamed, summed over row blocks (flash2)
     q_rows_read: np.ndarray         # Σ_i r_i · tiles_i: query rows streamed, summed over tiles (flash1)
+    masked_tiles: np.ndarray        # visited tiles holding a masked score (causal only)
 
 
 def _ceil_div(a, b):
@@ -41,6 +45,7 @@ def tile_counts(nq, nkv, bq, bkv, causal) -> TileCounts:
     q, k = nq.astype(np.float64), nkv.astype(np.float64)
     tiles = tr * tc.astype(np.float64)
     scores, kv_rows, q_rows = q * k, tr * k, q * tc
+    masked_tiles = np.zeros(q.shape)
 
     masked = np.flatnonzero(causal)
     if masked.size:
@@ -61,10 +66,13 @@ def tile_counts(nq, nkv, bq, bkv, causal) -> TileCounts:
         scores[masked] = per_shape(rows * cols)
         kv_rows[masked] = per_shape(cols)
         q_rows[masked] = per_shape(rows * row_tiles)
+        first_visible = np.clip(i * sbq + 1 + skv - sq, 0, skv)
+        whole = np.where(first_visible >= skv, _ceil_div(skv, sbkv), first_visible // sbkv)   # edge tile clipped
+        masked_tiles[masked] = per_shape(row_tiles - np.minimum(row_tiles, whole))
 
     causal_useful = q * (k - q + 1) + q * (q - 1) / 2   # Σ_{q<nq} (q + nkv − nq + 1), valid for nq ≤ nkv
     useful = np.where(causal, causal_useful, q * k)
-    out = TileCounts(tr, tc, tiles, scores, useful, kv_rows, q_rows)
+    out = TileCounts(tr, tc, tiles, scores, useful, kv_rows, q_rows, masked_tiles)
     for name, value in vars(out).items():
         setattr(out, name, np.asarray(value).reshape(shape))
     return out

@@ -129,6 +129,19 @@ def test_causal_computes_about_half_and_counts_useful_flops_exactly():
     assert causal["flops"] / full["flops"] == pytest.approx((t * (t + 1) / 2) / t ** 2, rel=1e-12)
 
 
+def test_causal_mask_runs_on_the_diagonal_tiles_by_hand():
+    # 256 causal queries and keys in 64 x 64 tiles, head dim 64: row block i visits i + 1 tiles (10 of 64 x 64
+    # scores), the diagonal one of each holds masked scores. Other ops: 4 per score (max, scale-subtract, sum,
+    # convert), the O rescale per visited tile row (64 x 10 rows x 64), the final normalization (256 x 64), and
+    # the mask's compare and select on each score of the 4 diagonal tiles
+    r = fwd(TINY, seq_q=256, seq_kv=256, kernel="flash2", causal=True)
+    assert r["other_ops"] == 4 * 10 * 64 * 64 + 64 * 10 * 64 + 256 * 64 + 2 * 4 * 64 * 64
+    # tiles of 64 x 32: each row block's last two tiles cross the diagonal (FlashAttention-2 masks ceil(64 / 32)
+    # iterations); 20 tiles of 64 x 32, 8 of them masked
+    r = fwd(TINY, seq_q=256, seq_kv=256, kernel="flash2", causal=True, block_kv=32)
+    assert r["other_ops"] == 4 * 20 * 64 * 32 + 64 * 20 * 64 + 256 * 64 + 2 * 8 * 64 * 32
+
+
 def test_waves_and_tail_by_hand():
     # H100, 132 SMs; 1 x 1 x 16384 queries in 128-row tiles = 128 thread blocks: one wave, 4 SMs idle.
     hw = load_hardware("h100")

@@ -6,8 +6,9 @@ The short sequences are where each Q tile has only 1-8 K/V tiles, so what its pr
 exposed (``_exposed_block_seconds``) decides the throughput: several FlashAttention-2 blocks share an SM and
 cover each other's first loads; FlashAttention-3's persistent block prefetches the next tile and pays its
 pipeline fill and epilogue per tile. Known gap, kept visible as a strict xfail: FlashAttention-2 causal at seq
-512, head dim 128, runs 1.37x slower than the model says (its 128 x 64 blocks average 5 tiles there, two of them
-masked); what else slows short causal blocks in that kernel is not modelled.
+512, head dim 128, runs 1.35x slower than the model says (its 128 x 64 blocks average 5 tiles there, two of them
+masked, and the mask's compare and select are counted); what else slows short causal blocks in that kernel is not
+modelled.
 """
 import subprocess
 import sys

@@ -98,11 +98,11 @@ def kernel_tiles(hw: HardwareSpec, kernel: str, head_dim, causal=False, dropout=
     table = KERNEL_TILES.get(kernel, {})
     smem = hw.level("smem").capacity_bytes if hw.level("smem") is not None else 0.0
     wide = 2 * 256 * (128 + 128) <= smem < 4 * 256 * (64 + 128)
+    which = causal.astype(int) if kernel == "flash3" else np.full(d.shape, int(bool(dropout)))
     for dim in sorted(table, reverse=True):
         pair = table[dim]
         if pair[0] is None:                                   # flash2, head dim 256: by shared memory
             pair = ((128, 64),) * 2 if wide else ((64, 64),) * 2
-        which = causal.astype(int) if kernel == "flash3" else np.full(d.shape, int(bool(dropout)))
         take = d <= dim if kernel == "flash2" else d == dim
         for index in (0, 1):
             chosen = take & (which == index)
@@ -133,19 +133,26 @@ def tensor_core_rate(hw: HardwareSpec, dtype: str) -> float:
     return rate
 
 
+def softmax_tile_seconds(hw: HardwareSpec, rows, cols, dv, extra_vector_ops=0.0):
+    """(exp, vector) seconds one SM spends on one rows × cols tile's online softmax: rows·(cols + 1) exps on the SFU
+    (one per score plus a rescale per row) and 4·rows·cols + rows·dv other ops (max, scale-subtract, sum, convert;
+    O rescale) plus ``extra_vector_ops`` on the CUDA cores."""
+    sms = hw.processors.count
+    exp = rows * (cols + 1) / (hw.issue_rate(_unit(hw, "special"), "fp32") / sms)
+    vector = (4 * rows * cols + rows * dv + extra_vector_ops) / (hw.issue_rate(_unit(hw, "vector"), "fp32") / sms)
+    return exp, vector
+
+
 def tile_seconds(hw: HardwareSpec, dtype: str, kernel: str, rows, cols, d, dv, extra_vector_ops=0.0,
                  serial: bool | None = None):
     """Time one SM spends on one rows × cols tile of scores, by the composition attention_forward uses:
     MACs rows·cols·(d + dv) on the tensor core (capped by KERNEL_CEILING, mma.sync at the YAML's fraction of
-    peak unless flash3), rows·(cols + 1) exps on the SFU (one per score plus a rescale per row), and
-    4·rows·cols + rows·dv other ops (max, scale-subtract, sum, convert; O rescale) plus ``extra_vector_ops`` on
-    the CUDA cores. flash3 hides the vector work behind the other warpgroup's GEMMs (max(tensor, vector) + exp);
+    peak unless flash3) and the softmax's exps and other ops (``softmax_tile_seconds``). flash3 hides the vector work behind the other warpgroup's GEMMs (max(tensor, vector) + exp);
     the others, or ``serial=True``, add all three."""
     sms = hw.processors.count
     fraction = 1.0 if kernel == "flash3" else hw.compute[_unit(hw, "matrix")].warp_mma_fraction_of_peak
     tensor = rows * cols * (d + dv) / (tensor_core_rate(hw, dtype) * KERNEL_CEILING[kernel] * fraction / sms)
-    exp = rows * (cols + 1) / (hw.issue_rate(_unit(hw, "special"), "fp32") / sms)
-    vector = (4 * rows * cols + rows * dv + extra_vector_ops) / (hw.issue_rate(_unit(hw, "vector"), "fp32") / sms)
+    exp, vector = softmax_tile_seconds(hw, rows, cols, dv, extra_vector_ops)
     serial = kernel != "flash3" if serial is None else serial
     return tensor + exp + vector if serial else np.maximum(tensor, vector) + exp
 
@@ -193,8 +200,8 @@ def _exposed_block_seconds(hw: HardwareSpec, kernel, blocks, per_sm, bq, bkv, d,
     tiles, and its producer warpgroup loads the next tile's Q and K/V by TMA while the consumer warpgroups still
     compute, so the DRAM prologue of every tile but an SM's first is covered. What no other work covers is the
     consumers' own pipeline fill and drain (section 3.2, Algorithm 2): the first K/V tile's softmax runs before
-    any GEMM can overlap it (bq·(bkv + 1) exps and 4·bq·bkv other ops, as ``tile_seconds`` counts them), and
-    the epilogue rescales O by 1/ℓ and converts it (2·bq·dv ops) before the next tile starts; plus, once per SM,
+    any GEMM can overlap it (its exps and other ops, as ``softmax_tile_seconds`` counts them), and the epilogue
+    rescales O by 1/ℓ and converts it (bq·dv more ops) before the next tile starts; plus, once per SM,
     the first tile's round trip and loads.
 
     With ``backward`` the same forward-shaped e is charged per block (the backward kernels' own first loads and
@@ -210,8 +217,7 @@ def _exposed_block_seconds(hw: HardwareSpec, kernel, blocks, per_sm, bq, bkv, d,
     k = np.maximum(per_sm, 1)
     extra = np.maximum(0.0, (per_block + exposed) / k - per_block)
     tiles_per_sm = np.ceil(finite_blocks / sms)
-    fill = (bq * (bkv + 1) / (hw.issue_rate(_unit(hw, "special"), "fp32") / sms)
-            + (4 * bq * bkv + 2 * bq * dv) / (hw.issue_rate(_unit(hw, "vector"), "fp32") / sms))
+    fill = sum(softmax_tile_seconds(hw, bq, bkv, dv, extra_vector_ops=bq * dv))
     persistent = fill * tiles_per_sm + latency + first_bytes / per_sm_bandwidth
     return np.select([kernel == "standard", kernel == "flash3"], [0.0, persistent], extra * tiles_per_sm)
 

@@ -118,11 +118,38 @@ def search_tiles(hw: HardwareSpec, kernel: str, block_q=None, block_kv=None, **m
     MIN_BLOCK_Q rows). Among the pairs that fit in an SM's shared memory and registers, those within 0.1 % of the
     fastest are near-equal, and of those the one moving the fewest bytes (on chip plus DRAM) wins; ties go to the
     smaller Q, then K/V, block. Where no pair fits, the same rule runs over all pairs and the chosen row's ``fits``
-    is false.
+    is false. ``tile_source`` says which way each point's pair came: given, kernel or searched.
 
     ``model_args`` are attention_forward's other arguments, numbers or arrays over the points (any shape). Returns
     (the chosen pair's outputs, arrays shaped as the points; every output of every candidate, with the candidate
-    Q and K/V tiles as two trailing axes), so ``simlib predict attention`` and sweeps choose by one rule."""
+    Q and K/V tiles as two trailing axes: the kernel's own pair alone where every point runs it), so ``simlib
+    predict attention`` and sweeps choose by one rule."""
+    # the launch templates' tiles are the forward kernels' in fp16/bf16; the backward kernels run other tiles
+    if block_q is not None or block_kv is not None or kernel not in KERNEL_TILES or model_args.get("backward") \
+            or model_args.get("dtype", "bf16") not in KERNEL_TILE_DTYPES:
+        chosen, grid = _searched_tiles(hw, kernel, block_q, block_kv, **model_args)
+        source = "given" if block_q is not None and block_kv is not None else "searched"
+        return {**chosen, "tile_source": np.full(np.shape(chosen["time_s"]), source, dtype=object)}, grid
+    own_q, own_kv = kernel_tiles(hw, kernel, model_args["head_dim"], model_args.get("causal", False),
+                                 model_args.get("dropout", False))
+    own = attention_forward(hw, kernel=kernel, block_q=np.maximum(own_q, 16), block_kv=np.maximum(own_kv, 16),
+                            **model_args)
+    shape = np.broadcast_shapes(*(np.shape(v) for v in own.values()))
+    own = {k: np.broadcast_to(v, shape) for k, v in own.items()}
+    use = np.broadcast_to((own_q > 0) & own["fits"].astype(bool), shape)
+    if use.all():                          # no point needs the search
+        return {**own, "tile_source": np.full(shape, "kernel", dtype=object)}, \
+            {k: v[..., None, None] for k, v in own.items()}
+    searched, grid = _searched_tiles(hw, kernel, None, None, **model_args)
+    shape = np.broadcast_shapes(shape, np.shape(searched["time_s"]))
+    use = np.broadcast_to(use, shape)
+    chosen = {k: np.where(use, np.broadcast_to(own[k], shape), np.broadcast_to(v, shape))
+              for k, v in searched.items()}
+    return {**chosen, "tile_source": np.where(use, "kernel", "searched").astype(object)}, grid
+
+
+def _searched_tiles(hw: HardwareSpec, kernel: str, block_q, block_kv, **model_args) -> tuple[dict, dict]:
+    """``search_tiles``'s search: the given tiles, or the fastest pair over TILE_CHOICES by its rule."""
     def point_axes(value):
         return np.asarray(value)[..., None, None]
 
@@ -141,22 +168,7 @@ def search_tiles(hw: HardwareSpec, kernel: str, block_q=None, block_kv=None, **m
     # no pair fits: every time is inf, so every pair is "near" and the fewest bytes choose among them all
     near = (time <= fastest * (1 + 1e-3)) | np.isinf(fastest)
     choice = np.argmin(np.where(near, flat["bytes_on_chip"] + flat["bytes_dram"], np.inf), axis=-1)[..., None]
-    chosen = {k: np.take_along_axis(v, choice, axis=-1)[..., 0] for k, v in flat.items()}
-    chosen["tile_source"] = np.full(np.shape(chosen["time_s"]), "given" if block_q is not None and
-                                    block_kv is not None else "searched", dtype=object)
-    # the launch templates' tiles are the forward kernels' in fp16/bf16; the backward kernels run other tiles
-    if block_q is None and block_kv is None and kernel in KERNEL_TILES and not model_args.get("backward") \
-            and model_args.get("dtype", "bf16") in KERNEL_TILE_DTYPES:
-        own_q, own_kv = kernel_tiles(hw, kernel, model_args["head_dim"], model_args.get("causal", False),
-                                     model_args.get("dropout", False))
-        own = attention_forward(hw, kernel=kernel, block_q=np.maximum(own_q, 16), block_kv=np.maximum(own_kv, 16),
-                                **model_args)
-        shape = np.broadcast_shapes(np.shape(chosen["time_s"]), *(np.shape(v) for v in own.values()))
-        use = np.broadcast_to((own_q > 0) & np.asarray(own["fits"], dtype=bool), shape)
-        chosen = {k: np.where(use, np.broadcast_to(own[k], shape), np.broadcast_to(v, shape))
-                  for k, v in chosen.items() if k != "tile_source"} | \
-            {"tile_source": np.where(use, "kernel", np.broadcast_to(chosen["tile_source"], shape))}
-    return chosen, grid
+    return {k: np.take_along_axis(v, choice, axis=-1)[..., 0] for k, v in flat.items()}, grid
 
 
 def predict_kernel(hw: HardwareSpec, params: dict, kernel: str) -> dict:

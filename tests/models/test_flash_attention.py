@@ -204,6 +204,19 @@ def test_flash2_and_flash3_default_to_their_launch_templates_tiles():
     assert tiles("h100", head_dim=64, kernel="flash2", block_q=64, block_kv=64) == (64, 64, "given")
     # the two-SM tiny GPU's shared memory (tests/data/tiny_gpu.yaml) holds no 128 x 128 head-dim-128 block
     assert tiles(TINY, head_dim=128, kernel="flash2")[2] == "searched"
+    # over many points at once (as sweeps call it), points taking the kernel's tiles and points searched mix, and
+    # each equals its own one-point prediction
+    from simlib.models.attention_cli import search_tiles
+    dims, causal = np.array([64, 96, 128, 128, 256]), np.array([False, True, False, True, False])
+    chosen, _ = search_tiles(load_hardware("h100"), "flash3", batch=1, heads=8, kv_heads=8, seq_q=2048, seq_kv=2048,
+                             head_dim=dims, head_dim_v=dims, causal=causal, dtype="bf16", efficiency=None,
+                             backward=False, dropout=False)
+    assert list(chosen["tile_source"]) == ["kernel", "searched", "kernel", "kernel", "kernel"]
+    for i, (d, c) in enumerate(zip(dims, causal)):
+        one = predict_attention(load_hardware("h100"), {"batch": 1, "heads": 8, "seq": 2048, "head_dim": int(d),
+                                                        "causal": bool(c), "kernel": "flash3"})
+        assert (chosen["block_q"][i], chosen["block_kv"][i]) == (one["block_q"], one["block_kv"])
+        assert chosen["time_s"][i] == pytest.approx(one["time_s"], rel=1e-12)
 
 
 def test_resident_blocks_hide_each_others_prologues():
